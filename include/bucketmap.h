@@ -1,0 +1,192 @@
+/*
+ * bucketmap.h — an embeddable, persistent, concurrent hash index.
+ *
+ * A map stores  key (32 bytes) -> (a list of 0..N elements of elem_size bytes, a u64 refcount).
+ * Keys are sharded into max_buckets buckets by their leading bits; every bucket is an open-addressing
+ * index file plus lazily created size-class data files, all memory-mapped, spread over the drives.
+ *
+ * Concurrency contract (every function):
+ *   - Thread-safe from any thread, with no set-up by the caller: the library registers a calling thread
+ *     with its RCU machinery on first use and unregisters it when the thread exits.
+ *   - Readers (bm_get, bm_read, bm_count, bm_foreach, bm_get_stats) take no lock, never wait for a
+ *     writer and never see a torn value (half old, half new elements or refcount).
+ *   - Writers of one bucket serialize; writers of different buckets run in parallel.
+ *   - bm_close must not race with any other call on the same map.
+ *   - Callbacks (bm_read_fn, bm_update_fn, bm_foreach_fn) must not call write functions (bm_insert,
+ *     bm_update, bm_delete, bm_addref, bm_unref, bm_flush, bm_close) on the same map; bm_update's callback
+ *     and bm_read's callback must not call any bm_* function on the same map. A detected violation
+ *     returns BM_EBUSY instead of deadlocking.
+ *
+ * Errors: 0 is success; failures are negative — one of the BM_E* codes below, or a negated errno
+ * (-ENOMEM, -ENOSPC, -EIO, -EACCES, ...). bm_strerror() describes every one. A failed call leaves the map
+ * unchanged and usable, except after an I/O error while making data durable, which is sticky (BM_EFAILED):
+ * writes are refused from then on, reads keep working.
+ *
+ * Linking note: the library allocates its heap from a dedicated jemalloc arena. Linking libbucketmap
+ * links jemalloc, which (as Debian builds it) also becomes the host process's malloc.
+ */
+#ifndef BUCKETMAP_H
+#define BUCKETMAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define BM_VERSION_MAJOR 0
+#define BM_VERSION_MINOR 1
+
+#define BM_KEY_LEN 32
+/* Largest elem_size. */
+#define BM_MAX_ELEM_SIZE 4096u
+/* Largest value: n * elem_size may not exceed this many bytes (4 MiB). */
+#define BM_MAX_VALUE_BYTES (4u << 20)
+/* Largest max_search (linear-probe window). */
+#define BM_MAX_SEARCH_LIMIT 255u
+/* Largest max_buckets. */
+#define BM_MAX_BUCKETS (1u << 16)
+
+/* Error codes. Negated errno values are also returned and stay below 4096 in magnitude. */
+enum bm_error {
+    BM_OK = 0,
+    BM_ENOTFOUND = -10001, /* the key is absent */
+    BM_EINVAL = -10002,    /* an argument is invalid (NULL, out of range, inconsistent) */
+    BM_ETOOBIG = -10003,   /* the value exceeds BM_MAX_VALUE_BYTES */
+    BM_EBUSY = -10004,     /* called from a callback where that call is not allowed */
+    BM_ECORRUPT = -10005,  /* a file or the restart file fails its checks */
+    BM_EVERSION = -10006,  /* the restart file has another format version */
+    BM_EMISMATCH = -10007, /* the restart file belongs to a map with other elem_size/buckets/max_search */
+    BM_EOVERFLOW = -10008, /* addref at UINT64_MAX or unref at 0 */
+    BM_ELOCKED = -10009,   /* the drive set is in use by another open map */
+    BM_EFAILED = -10010,   /* an earlier I/O error made the map read-only (sticky) */
+    BM_ENOSPACE = -10011,  /* a bucket cannot grow further (index or data file at its size limit) */
+};
+
+typedef struct bm_key {
+    uint8_t bytes[BM_KEY_LEN];
+} bm_key;
+
+typedef struct bm_map bm_map;
+
+/* Zero means "default" for every field but elem_size. */
+typedef struct bm_config {
+    uint32_t elem_size;        /* bytes of one value element, required, 1..BM_MAX_ELEM_SIZE */
+    uint32_t max_buckets;      /* shard count, a power of two, 1..BM_MAX_BUCKETS; default 256 */
+    const char *const *drives; /* directories for the files; NULL = a fresh temporary directory */
+    uint32_t n_drives;         /* entries in drives; 0 with drives == NULL */
+    uint32_t max_search;       /* linear-probe window, 1..BM_MAX_SEARCH_LIMIT; default 32 */
+    const char *restart_path;  /* NULL = temporary map: every file it creates is removed at close */
+    uint32_t flush_interval_ms; /* > 0 starts a background flusher with this period (persistent maps) */
+    uint32_t flags;            /* BM_F_* below */
+} bm_config;
+
+/* Do not wait for the disk when creating or growing files (skip preallocation). Files may then be
+ * sparse, and a full disk shows up as SIGBUS instead of -ENOSPC: for tests and throwaway maps only. */
+#define BM_F_NO_PREALLOC 0x1u
+
+typedef struct bm_value {
+    const void *elems; /* n * elem_size bytes; may be NULL when n == 0 */
+    uint32_t n;
+    uint64_t refcount;
+} bm_value;
+
+enum bm_update_action { BM_KEEP = 0, BM_WRITE = 1, BM_DELETE = 2 };
+
+/* cur is the current value or NULL when the key is absent. Fill *out (its memory is the callback's and
+ * must stay valid until bm_update returns) and return BM_WRITE, BM_KEEP or BM_DELETE, or a negative error
+ * that aborts the update with the map unchanged. */
+typedef int (*bm_update_fn)(const bm_value *cur, bm_value *out, void *ctx);
+/* v->elems points into the map and is valid only during the call. */
+typedef void (*bm_read_fn)(const bm_value *v, void *ctx);
+/* Nonzero stops the iteration and is returned by bm_foreach. k and v are valid only during the call. */
+typedef int (*bm_foreach_fn)(const bm_key *k, const bm_value *v, void *ctx);
+
+typedef struct bm_stats {
+    uint64_t entries;           /* keys in the map (as bm_count) */
+    uint64_t buckets_allocated; /* buckets that have files */
+    uint64_t index_grows;       /* completed index grows */
+    uint64_t index_failed_grows; /* rehash attempts that did not fit and were retried larger */
+    uint64_t data_grows;        /* completed data-file grows */
+    uint64_t grow_errors;       /* grows that failed (disk full, out of memory) */
+    uint64_t grow_ns;           /* nanoseconds spent growing */
+    uint64_t files;             /* files currently owned by the map */
+    uint64_t index_bytes;       /* bytes of index files */
+    uint64_t data_bytes;        /* bytes of data files */
+    uint64_t index_capacity;    /* index slots over all buckets */
+    uint64_t data_cells_used;   /* occupied data cells (including ones awaiting a grace period) */
+    uint64_t flushes;           /* completed bm_flush calls (explicit or background) */
+    uint64_t flush_ns;          /* nanoseconds spent in flushes */
+    uint64_t files_flushed;     /* files synced by flushes */
+    uint64_t reader_retries;    /* reads retried because a writer changed the entry meanwhile */
+} bm_stats;
+
+/* Opens (creates, or with a valid restart file reopens) a map and stores it in *out.
+ * Errors: BM_EINVAL (NULL cfg/out, elem_size 0 or > BM_MAX_ELEM_SIZE, max_buckets not a power of two or
+ * too large, max_search > BM_MAX_SEARCH_LIMIT, n_drives without drives or drives without n_drives, a NULL
+ * drive), -ENOENT / -ENOTDIR / -EACCES (a drive does not exist, is not a directory or is not writable),
+ * BM_ELOCKED (another open map uses one of the drives), BM_ECORRUPT / BM_EVERSION / BM_EMISMATCH (the
+ * restart file, see README "Restart"), -ENOMEM, -EMFILE and other negated errno values. */
+int bm_open(const bm_config *cfg, bm_map **out);
+
+/* Flushes (persistent maps), releases every mapping, fd and lock; a temporary map removes every file and
+ * directory it created. NULL is ignored. No other call on m may run concurrently or follow. */
+void bm_close(bm_map *m);
+
+/* Upsert: key k gets exactly n elements copied from elems and the refcount.
+ * Errors: BM_EINVAL (NULL m/k, elems NULL with n > 0), BM_ETOOBIG (n * elem_size > BM_MAX_VALUE_BYTES),
+ * BM_ENOSPACE, BM_EFAILED, BM_EBUSY, -ENOSPC, -ENOMEM, -EIO. On error the map is unchanged. */
+int bm_insert(bm_map *m, const bm_key *k, const void *elems, uint32_t n, uint64_t refcount);
+
+/* Copies min(cap, n) elements into out (cap counts elements; out may be NULL when cap is 0) and reports the
+ * true element count in *n and the refcount in *refcount (either pointer may be NULL). Lock-free.
+ * Errors: BM_ENOTFOUND, BM_EINVAL (NULL m/k, out NULL with cap > 0). */
+int bm_get(bm_map *m, const bm_key *k, void *out, uint32_t cap, uint32_t *n, uint64_t *refcount);
+
+/* Zero-copy read: calls fn once with the value (elements point into the mapping, valid during the call).
+ * Lock-free; fn runs inside an RCU read-side section, so it must be short and must not block or call
+ * bm_* functions of this map. Errors: BM_ENOTFOUND (fn not called), BM_EINVAL, BM_EBUSY. */
+int bm_read(bm_map *m, const bm_key *k, bm_read_fn fn, void *ctx);
+
+/* Read-modify-write: calls fn exactly once, under the bucket's write lock, with the current value (NULL
+ * when absent), then applies its decision. Returns 0 after BM_WRITE/BM_KEEP/BM_DELETE (deleting an absent
+ * key is 0 too), fn's own negative error (map unchanged), BM_EINVAL (NULL arguments, or fn returned an
+ * unknown action or an out value with elems NULL and n > 0), BM_ETOOBIG, or the errors of bm_insert. */
+int bm_update(bm_map *m, const bm_key *k, bm_update_fn fn, void *ctx);
+
+/* Removes k. Errors: BM_ENOTFOUND, BM_EINVAL, BM_EFAILED, BM_EBUSY. */
+int bm_delete(bm_map *m, const bm_key *k);
+
+/* Refcount += 1 / -= 1; the new value goes to *new_refcount (may be NULL). addref at UINT64_MAX and unref
+ * at 0 return BM_EOVERFLOW and change nothing. Errors also: BM_ENOTFOUND, BM_EINVAL, BM_EFAILED, BM_EBUSY. */
+int bm_addref(bm_map *m, const bm_key *k, uint64_t *new_refcount);
+int bm_unref(bm_map *m, const bm_key *k, uint64_t *new_refcount);
+
+/* Number of keys. Exact when no writer runs concurrently; 0 for NULL. Lock-free. */
+uint64_t bm_count(bm_map *m);
+
+/* Calls fn for every entry, bucket by bucket; each bucket is a consistent snapshot taken without locks
+ * (copied out, retried if a writer changed the bucket meanwhile; after repeated interference the snapshot is
+ * taken under the bucket's write lock). fn runs outside any lock. A nonzero return from fn stops the walk and
+ * is returned. Errors: BM_EINVAL, -ENOMEM. */
+int bm_foreach(bm_map *m, bm_foreach_fn fn, void *ctx);
+
+/* Makes every write that returned before the call durable. Temporary maps: 0 without syncing.
+ * Errors: BM_EINVAL, BM_EFAILED, -EIO, -ENOSPC (sticky: the map refuses writes afterwards). */
+int bm_flush(bm_map *m);
+
+/* Fills *out with a snapshot of the counters (zeroes for a NULL m). Lock-free. */
+void bm_get_stats(bm_map *m, bm_stats *out);
+
+/* A static message for any value returned by this library (never NULL). */
+const char *bm_strerror(int err);
+
+/* Shard of a key for a map with max_buckets buckets (the top log2(max_buckets) bits of key bytes 0..7 read
+ * big-endian). Returns 0 for invalid arguments. */
+uint32_t bm_bucket_of(const bm_key *k, uint32_t max_buckets);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* BUCKETMAP_H */

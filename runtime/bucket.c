@@ -1,0 +1,854 @@
+/*
+ * bucket.c — one shard: probing, data cells, grows, deferred reuse of freed cells.
+ *
+ * Invariants (bucket mutex held by the only writer; readers hold a read-side section):
+ *  I1. A key occupies at most one slot of the current index, inside its window
+ *      [home, home + min(max_search, cap)) mod cap. Lookups scan the window up to the file's max_disp (the
+ *      largest displacement ever placed in it) and never stop at a free slot, so deletes need no tombstones.
+ *  I2. Entries never move within an index file. An index grow rehashes into a new file, publishes a new
+ *      bkt_state with one pointer store, and destroys the old file one grace period later; readers still on
+ *      the old state see a frozen, consistent copy.
+ *  I3. A data cell is immutable while an entry refers to it: a new value always goes to a fresh cell and
+ *      the old cell is freed only after a grace period (free ring), so a zero-copy reader's bytes never
+ *      change under it.
+ *  I4. A write is all-or-nothing: every step that can fail (grow the index, create or grow a data file,
+ *      allocate a cell) happens before the first store into a live entry; the commit itself cannot fail.
+ *  I5. An entry's data ref names the data file's pow2 at allocation; a reader whose state has an older,
+ *      smaller file reloads the state (the writer published the new one before writing that ref).
+ *
+ * A grow's steps:  build new file beside the old  ->  copy / rehash  ->  rcu_assign(state)
+ *                  ->  (grace period)  ->  munmap + close + unlink old file, free old state.
+ */
+#include "runtime/bucket.h"
+
+#include "common/bm_mem.h"
+#include "runtime/snapshot.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#define MAX_INDEX_CAP (1ull << 36)
+#define MAX_DATA_POW2 40
+#define ALLOC_SCAN 512       /* cells a data allocation scans before it grows the file instead */
+#define SNAPSHOT_TRIES 4     /* lock-free snapshot attempts before bm_foreach takes the bucket lock */
+#define ENTRIES_PER_PAGE (STOR_PAGE / sizeof(struct bkt_entry))
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static inline struct idx_header *idx_hdr(const struct bkt_state *st) { return stor_header(st->index); }
+
+static inline uint64_t window(const struct bkt_ctx *ctx, uint64_t cap)
+{
+    return ctx->max_search < cap ? ctx->max_search : cap;
+}
+
+static inline uint8_t *cell_at(const struct bkt_state *st, unsigned c, uint64_t ref)
+{
+    uint64_t i = DATA_REF_OFF(ref) << (st->data_pow2[c] - DATA_REF_POW2(ref));
+    return stor_cell(st->data[c], i);
+}
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* States                                                                                                  */
+
+static struct bkt_state *state_clone(const struct bkt_state *st)
+{
+    struct bkt_state *n = bm_aligned_zalloc(BM_CACHELINE, sizeof(*n));
+    if (n && st) {
+        *n = *st;
+        n->retired = NULL;
+    }
+    return n;
+}
+
+static void state_free_cb(rcu_glue_head *h)
+{
+    struct bkt_state *old = caa_container_of(h, struct bkt_state, rcu);
+    /* old->retired was set by publish(): the one storage the successor no longer shares. */
+    stor_file_destroy(old->retired, true);
+    bm_free(old);
+}
+
+/* Publishes next in place of the current state; `replaced` (a file of the current state that next does
+ * not use) is destroyed with the current state after a grace period. */
+static void publish(struct bkt *b, struct bkt_state *next, struct stor_file *replaced)
+{
+    struct bkt_state *cur = b->state;
+    rcu_glue_assign(b->state, next);
+    if (cur) {
+        cur->retired = replaced;
+        rcu_glue_defer(&cur->rcu, state_free_cb);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* Files                                                                                                   */
+
+static int new_file(struct bkt *b, const char *kind, uint32_t header, uint32_t cell, uint64_t ncells,
+                    unsigned extra_flags, struct stor_file **out)
+{
+    struct bkt_ctx *ctx = b->ctx;
+    char name[96], tag[32];
+    snprintf(tag, sizeof(tag), "b%u-%s", b->ix, kind);
+    stor_drives_name(ctx->drives, tag, name, sizeof(name));
+    uint32_t d = stor_drives_pick(ctx->drives);
+    return stor_file_create(ctx->drives->dirs[d], name, (int)d, header, cell, ncells,
+                            ctx->file_flags | extra_flags, out);
+}
+
+static uint64_t random_seed(void)
+{
+    uint64_t s;
+    if (getrandom(&s, sizeof(s), 0) != sizeof(s))
+        s = now_ns() * 0x9E3779B97F4A7C15ull;
+    return s;
+}
+
+static int create_index(struct bkt *b)
+{
+    struct stor_file *f;
+    uint64_t cap = ENTRIES_PER_PAGE;
+    int err = new_file(b, "idx", IDX_HEADER_BYTES, sizeof(struct bkt_entry), cap, STOR_RANDOM, &f);
+    if (err)
+        return err;
+    struct bkt_state *st = state_clone(NULL);
+    if (!st) {
+        stor_file_destroy(f, true);
+        return -ENOMEM;
+    }
+    struct idx_header *h = stor_header(f);
+    h->magic = IDX_MAGIC;
+    h->format = IDX_FORMAT;
+    h->elem_size = b->ctx->elem_size;
+    h->capacity = cap;
+    h->seed = random_seed();
+    h->bucket = b->ix;
+    h->max_search = b->ctx->max_search;
+    st->index = f;
+    st->entries = stor_cell(f, 0);
+    st->cap = cap;
+    st->seed = h->seed;
+    stor_file_touch(f);
+    publish(b, st, NULL);
+    return 0;
+}
+
+static uint64_t next_index_cap(uint64_t cap)
+{
+    uint64_t t = cap * 110 / 100;
+    if (t <= cap)
+        t = cap + 1;
+    return (t + ENTRIES_PER_PAGE - 1) / ENTRIES_PER_PAGE * ENTRIES_PER_PAGE;
+}
+
+/* Rehashes every entry of src into the empty index dst (same seed). 0, or -1 if some entry found no slot. */
+static int rehash(const struct bkt_ctx *ctx, const struct bkt_state *src, struct bkt_entry *dst, uint64_t cap,
+                  uint64_t *max_disp)
+{
+    uint64_t win = window(ctx, cap), md = 0;
+    for (uint64_t i = 0; i < src->cap; i++) {
+        const struct bkt_entry *e = &src->entries[i];
+        uint64_t s = bm_load_rlx(&e->state);
+        if (entry_tag(s) == TAG_FREE)
+            continue;
+        uint64_t home = entry_home(entry_hash(e->key, src->seed), cap), d;
+        for (d = 0; d < win; d++) {
+            uint64_t j = home + d >= cap ? home + d - cap : home + d;
+            if (entry_tag(dst[j].state) == TAG_FREE) {
+                dst[j] = *e; /* unpublished file: plain copy */
+                dst[j].state = s & ~ENTRY_BUSY;
+                break;
+            }
+        }
+        if (d == win)
+            return -1;
+        if (d > md)
+            md = d;
+    }
+    *max_disp = md;
+    return 0;
+}
+
+static int grow_index(struct bkt *b)
+{
+    struct bkt_ctx *ctx = b->ctx;
+    struct bkt_state *st = b->state;
+    uint64_t t0 = now_ns(), cap = st->cap;
+    int err;
+    for (;;) {
+        cap = next_index_cap(cap);
+        if (cap > MAX_INDEX_CAP) {
+            err = BM_ENOSPACE;
+            break;
+        }
+        struct stor_file *f;
+        err = new_file(b, "idx", IDX_HEADER_BYTES, sizeof(struct bkt_entry), cap, STOR_RANDOM, &f);
+        if (err)
+            break;
+        uint64_t md;
+        if (rehash(ctx, st, stor_cell(f, 0), cap, &md) != 0) {
+            stor_file_destroy(f, true);
+            bm_add_rlx(&ctx->ctr->index_failed_grows, 1);
+            continue;
+        }
+        struct bkt_state *next = state_clone(st);
+        if (!next) {
+            stor_file_destroy(f, true);
+            err = -ENOMEM;
+            break;
+        }
+        struct idx_header *h = stor_header(f);
+        memcpy(h, idx_hdr(st), sizeof(*h));
+        h->capacity = cap;
+        h->max_disp = md;
+        next->index = f;
+        next->entries = stor_cell(f, 0);
+        next->cap = cap;
+        stor_file_touch(f);
+        publish(b, next, st->index);
+        bm_add_rlx(&ctx->ctr->index_grows, 1);
+        bm_add_rlx(&ctx->ctr->grow_ns, now_ns() - t0);
+        return 0;
+    }
+    bm_add_rlx(&ctx->ctr->grow_errors, 1);
+    return err;
+}
+
+static unsigned initial_data_pow2(uint32_t cell)
+{
+    unsigned p = 5; /* 32 cells, as upstream, unless that is far from a sensible file size */
+    while (p > 0 && ((uint64_t)cell << p) > (1u << 20))
+        p--;
+    while (((uint64_t)cell << p) < (64u << 10))
+        p++;
+    return p;
+}
+
+/* Creates data file c, or doubles it, moving cell i to i << 1 (I5). */
+static int grow_data(struct bkt *b, unsigned c)
+{
+    struct bkt_ctx *ctx = b->ctx;
+    struct bkt_state *st = b->state;
+    struct stor_file *old = st->data[c];
+    uint32_t cell = ctx->data_cell_size[c];
+    uint64_t t0 = now_ns();
+    unsigned pow2 = old ? st->data_pow2[c] + 1u : initial_data_pow2(cell);
+    int err;
+    if (pow2 > MAX_DATA_POW2) {
+        err = BM_ENOSPACE;
+        goto fail;
+    }
+    struct stor_file *f;
+    char kind[16];
+    snprintf(kind, sizeof(kind), "d%u", c);
+    err = new_file(b, kind, DATA_HEADER_BYTES, cell, 1ull << pow2, 0, &f);
+    if (err)
+        goto fail;
+    struct data_header *h = stor_header(f);
+    h->magic = DATA_MAGIC;
+    h->cls = c;
+    h->elem_size = ctx->elem_size;
+    h->pow2 = pow2;
+    h->bucket = b->ix;
+    if (old) {
+        for (uint64_t i = 0; i < old->ncells; i++) {
+            const uint8_t *src = stor_cell(old, i);
+            if (*(const uint64_t *)src & CELL_OCCUPIED)
+                memcpy(stor_cell(f, i << 1), src, cell);
+        }
+    }
+    struct bkt_state *next = state_clone(st);
+    if (!next) {
+        stor_file_destroy(f, true);
+        err = -ENOMEM;
+        goto fail;
+    }
+    next->data[c] = f;
+    next->data_pow2[c] = (uint8_t)pow2;
+    stor_file_touch(f);
+    b->cursor[c] = 1; /* after a doubling every odd cell is free */
+    publish(b, next, old);
+    if (old)
+        bm_add_rlx(&ctx->ctr->data_grows, 1);
+    bm_add_rlx(&ctx->ctr->grow_ns, now_ns() - t0);
+    return 0;
+fail:
+    bm_add_rlx(&ctx->ctr->grow_errors, 1);
+    return err;
+}
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* Data cells and their deferred reuse                                                                     */
+
+static int alloc_cell(struct bkt *b, unsigned c, uint64_t *ref)
+{
+    const struct bkt_state *st = b->state;
+    struct stor_file *f = st->data[c];
+    if (b->used[c] >= f->ncells)
+        return -1;
+    uint64_t n = f->ncells, i = b->cursor[c] % n;
+    uint64_t scan = n < ALLOC_SCAN ? n : ALLOC_SCAN;
+    for (uint64_t k = 0; k < scan; k++, i = i + 1 == n ? 0 : i + 1) {
+        uint64_t *hdr = stor_cell(f, i);
+        if (!(*hdr & CELL_OCCUPIED)) {
+            *hdr = CELL_OCCUPIED;
+            b->cursor[c] = (uint32_t)(i + 1);
+            b->used[c]++;
+            *ref = DATA_REF(st->data_pow2[c], i);
+            return 0;
+        }
+    }
+    b->cursor[c] = (uint32_t)i;
+    return -1;
+}
+
+static void release_cell(struct bkt *b, unsigned c, uint64_t ref)
+{
+    *(uint64_t *)cell_at(b->state, c, ref) = 0;
+    b->used[c]--;
+    stor_file_touch(b->state->data[c]);
+}
+
+static void reclaim_cb(rcu_glue_head *h)
+{
+    struct bkt *b = caa_container_of(h, struct bkt, reclaim_rcu);
+    bm_store_rel(&b->reclaim_upto, b->reclaim_target);
+    bm_store_rel(&b->reclaim_inflight, 0);
+}
+
+/* Frees ring entries up to `upto`, whose grace period has elapsed. */
+static void reclaim_to(struct bkt *b, uint64_t upto)
+{
+    struct idx_header *h = idx_hdr(b->state);
+    while (h->free_head < upto) {
+        uint32_t slot = (uint32_t)(h->free_head % FREE_RING);
+        release_cell(b, (unsigned)h->free_ring[slot].cls, h->free_ring[slot].ref);
+        h->free_head++;
+    }
+}
+
+static void reclaim_ready(struct bkt *b)
+{
+    if (b->state)
+        reclaim_to(b, bm_load_acq(&b->reclaim_upto));
+}
+
+/* Waits for readers and frees everything in the ring. The caller is a writer: never in a read section. */
+static void reclaim_all_now(struct bkt *b)
+{
+    rcu_glue_synchronize();
+    reclaim_to(b, idx_hdr(b->state)->free_tail);
+}
+
+static void defer_free(struct bkt *b, unsigned c, uint64_t ref)
+{
+    struct idx_header *h = idx_hdr(b->state);
+    if (h->free_tail - h->free_head == FREE_RING)
+        reclaim_all_now(b);
+    uint32_t slot = (uint32_t)(h->free_tail % FREE_RING);
+    h->free_ring[slot].cls = c;
+    h->free_ring[slot].ref = ref;
+    h->free_tail++;
+    if (!bm_load_acq(&b->reclaim_inflight) && h->free_tail - bm_load_rlx(&b->reclaim_upto) >= FREE_RING / 4) {
+        bm_store_rlx(&b->reclaim_inflight, 1);
+        b->reclaim_target = h->free_tail;
+        rcu_glue_defer(&b->reclaim_rcu, reclaim_cb);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* Readers                                                                                                 */
+
+void bkt_read_begin(struct bkt *b)
+{
+#ifdef BM_READER_RWLOCK
+    pthread_rwlock_rdlock(&b->rw);
+#else
+    (void)b;
+    rcu_glue_read_lock();
+#endif
+}
+
+void bkt_read_end(struct bkt *b)
+{
+#ifdef BM_READER_RWLOCK
+    pthread_rwlock_unlock(&b->rw);
+#else
+    (void)b;
+    rcu_glue_read_unlock();
+#endif
+}
+
+static inline void decode_value(const struct entry_snap *s, struct bkt_val *out)
+{
+    out->rc = s->rc;
+    switch (entry_tag(s->state)) {
+    case TAG_EMPTY:
+        out->n = 0;
+        out->elems = NULL;
+        break;
+    case TAG_INLINE:
+        out->n = 1;
+        out->inl[0] = s->p[0];
+        out->inl[1] = s->p[1];
+        out->elems = out->inl;
+        break;
+    default:
+        out->n = (uint32_t)s->p[1];
+        break;
+    }
+}
+
+int bkt_lookup(struct bkt *b, const uint64_t k[4], struct bkt_val *out)
+{
+    const struct bkt_state *st = rcu_glue_deref(b->state);
+    uint64_t retries = 0;
+    int rc = BM_ENOTFOUND;
+    while (st) {
+        uint64_t cap = st->cap, home = entry_home(entry_hash(k, st->seed), cap);
+        uint64_t win = bm_load_acq(&idx_hdr(st)->max_disp) + 1, w = window(b->ctx, cap);
+        if (win > w)
+            win = w;
+        __builtin_prefetch(&st->entries[home]);
+        struct entry_snap s;
+        uint64_t d;
+        for (d = 0; d < win; d++) {
+            uint64_t j = home + d >= cap ? home + d - cap : home + d;
+            if (entry_read_if_key(&st->entries[j], k, &s, &retries))
+                break;
+        }
+        if (d == win)
+            break;
+        decode_value(&s, out);
+        if (entry_tag(s.state) == TAG_DATA) {
+            unsigned c = size_class(out->n);
+            if (!st->data[c] || DATA_REF_POW2(s.p[0]) > st->data_pow2[c]) {
+                st = rcu_glue_deref(b->state); /* I5: the writer published a newer state first */
+                continue;
+            }
+            out->elems = cell_at(st, c, s.p[0]) + CELL_HEADER;
+        }
+        rc = 0;
+        break;
+    }
+    if (bm_unlikely(retries))
+        bm_add_rlx(&b->ctx->ctr->reader_retries, retries);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* Writers                                                                                                 */
+
+static void wlock(struct bkt *b)
+{
+    pthread_mutex_lock(&b->lock);
+#ifdef BM_READER_RWLOCK
+    pthread_rwlock_wrlock(&b->rw);
+#endif
+}
+
+static void wunlock(struct bkt *b)
+{
+#ifdef BM_READER_RWLOCK
+    pthread_rwlock_unlock(&b->rw);
+#endif
+    pthread_mutex_unlock(&b->lock);
+}
+
+/* Marks the start / end of a mutation of live entries, for lock-free bucket snapshots. */
+static inline void mutation_begin(struct bkt *b)
+{
+    bm_store_rlx(&b->wseq, b->wseq + 1);
+    bm_fence_rel();
+}
+
+static inline void mutation_end(struct bkt *b) { bm_store_rel(&b->wseq, b->wseq + 1); }
+
+/* Finds k's slot (*slot, or -1) and the first free slot of its window (*free_slot, or -1). */
+static void find(const struct bkt *b, const uint64_t k[4], int64_t *slot, int64_t *free_slot)
+{
+    const struct bkt_state *st = b->state;
+    uint64_t cap = st->cap, home = entry_home(entry_hash(k, st->seed), cap);
+    uint64_t win = window(b->ctx, cap), md = idx_hdr(st)->max_disp;
+    *slot = -1;
+    *free_slot = -1;
+    for (uint64_t d = 0; d < win; d++) {
+        if (d > md && *free_slot >= 0)
+            return; /* no key was ever placed this far out, and we have somewhere to put a new one */
+        uint64_t j = home + d >= cap ? home + d - cap : home + d;
+        const struct bkt_entry *e = &st->entries[j];
+        if (entry_tag(e->state) == TAG_FREE) {
+            if (*free_slot < 0)
+                *free_slot = (int64_t)j;
+        } else if (key_eq(e->key, k)) {
+            *slot = (int64_t)j;
+            return;
+        }
+    }
+}
+
+static uint64_t displacement(const struct bkt_state *st, const uint64_t k[4], uint64_t j)
+{
+    uint64_t home = entry_home(entry_hash(k, st->seed), st->cap);
+    return j >= home ? j - home : j + st->cap - home;
+}
+
+static int ensure_state(struct bkt *b)
+{
+    if (b->state) {
+        reclaim_ready(b);
+        return 0;
+    }
+    return create_index(b);
+}
+
+/* The entry's current data cell, if any: class and ref. */
+static int entry_cell(const struct bkt_entry *e, unsigned *c, uint64_t *ref)
+{
+    if (entry_tag(e->state) != TAG_DATA)
+        return 0;
+    *c = size_class((uint32_t)e->p[1]);
+    *ref = e->p[0];
+    return 1;
+}
+
+static int write_locked(struct bkt *b, const uint64_t k[4], const void *elems, uint32_t n, uint64_t rc)
+{
+    struct bkt_ctx *ctx = b->ctx;
+    bool need_data = n > 1 || (n == 1 && ctx->elem_size > ENTRY_INLINE_MAX);
+    unsigned c = size_class(n);
+    uint64_t ref = 0;
+    int64_t slot, free_slot;
+    int err = ensure_state(b);
+    if (err)
+        return err;
+    bool retried_reclaim = false;
+    for (;;) {
+        find(b, k, &slot, &free_slot);
+        if (slot < 0 && free_slot < 0) {
+            if ((err = grow_index(b)))
+                return err;
+            continue;
+        }
+        if (!need_data)
+            break;
+        if (!b->state->data[c]) {
+            if ((err = grow_data(b, c)))
+                return err;
+            continue;
+        }
+        if (alloc_cell(b, c, &ref) == 0)
+            break;
+        struct idx_header *h = idx_hdr(b->state);
+        if (!retried_reclaim && h->free_tail != h->free_head) {
+            /* Cells awaiting a grace period may be all that is missing: waiting is cheaper than a grow. */
+            retried_reclaim = true;
+            reclaim_all_now(b);
+            continue;
+        }
+        if ((err = grow_data(b, c)))
+            return err;
+    }
+
+    /* Commit (I4: nothing below can fail). */
+    struct bkt_state *st = b->state;
+    uint64_t p0 = 0, p1 = 0;
+    unsigned tag;
+    if (need_data) {
+        uint8_t *cell = cell_at(st, c, ref);
+        memcpy(cell + CELL_HEADER, elems, (size_t)n * ctx->elem_size);
+        stor_file_touch(st->data[c]);
+        tag = TAG_DATA;
+        p0 = ref;
+        p1 = n;
+    } else if (n == 1) {
+        uint64_t w[2] = {0, 0};
+        memcpy(w, elems, ctx->elem_size);
+        tag = TAG_INLINE;
+        p0 = w[0];
+        p1 = w[1];
+    } else {
+        tag = TAG_EMPTY;
+    }
+    bool fresh = slot < 0;
+    struct bkt_entry *e = &st->entries[fresh ? free_slot : slot];
+    unsigned oc;
+    uint64_t oref;
+    int had_cell = fresh ? 0 : entry_cell(e, &oc, &oref);
+    if (fresh) {
+        uint64_t d = displacement(st, k, (uint64_t)free_slot);
+        struct idx_header *h = idx_hdr(st);
+        if (d > h->max_disp)
+            bm_store_rlx(&h->max_disp, d); /* before the entry's release store makes it visible */
+    }
+    mutation_begin(b);
+    entry_write_begin(e);
+    if (fresh)
+        for (int i = 0; i < 4; i++)
+            entry_set(e, key[i], k[i]);
+    entry_set(e, rc, rc);
+    entry_set(e, p[0], p0);
+    entry_set(e, p[1], p1);
+    entry_write_end(e, tag);
+    mutation_end(b);
+    if (had_cell)
+        defer_free(b, oc, oref);
+    if (fresh) {
+        idx_hdr(st)->count++;
+        bm_add_rlx(&b->count, 1);
+    }
+    stor_file_touch(st->index);
+    return 0;
+}
+
+static int remove_locked(struct bkt *b, const uint64_t k[4])
+{
+    if (!b->state)
+        return BM_ENOTFOUND;
+    reclaim_ready(b);
+    int64_t slot, free_slot;
+    find(b, k, &slot, &free_slot);
+    if (slot < 0)
+        return BM_ENOTFOUND;
+    struct bkt_state *st = b->state;
+    struct bkt_entry *e = &st->entries[slot];
+    unsigned oc;
+    uint64_t oref;
+    int had_cell = entry_cell(e, &oc, &oref);
+    mutation_begin(b);
+    entry_write_begin(e);
+    entry_write_end(e, TAG_FREE);
+    mutation_end(b);
+    if (had_cell)
+        defer_free(b, oc, oref);
+    idx_hdr(st)->count--;
+    bm_sub_rlx(&b->count, 1);
+    stor_file_touch(st->index);
+    return 0;
+}
+
+int bkt_upsert(struct bkt *b, const uint64_t k[4], const void *elems, uint32_t n, uint64_t rc)
+{
+    wlock(b);
+    int err = write_locked(b, k, elems, n, rc);
+    wunlock(b);
+    return err;
+}
+
+int bkt_remove(struct bkt *b, const uint64_t k[4])
+{
+    wlock(b);
+    int err = remove_locked(b, k);
+    wunlock(b);
+    return err;
+}
+
+int bkt_adjref(struct bkt *b, const uint64_t k[4], int delta, uint64_t *out)
+{
+    int err = BM_ENOTFOUND;
+    wlock(b);
+    if (b->state) {
+        int64_t slot, free_slot;
+        find(b, k, &slot, &free_slot);
+        if (slot >= 0) {
+            struct bkt_entry *e = &b->state->entries[slot];
+            uint64_t rc = e->rc;
+            if ((delta > 0 && rc == UINT64_MAX) || (delta < 0 && rc == 0)) {
+                err = BM_EOVERFLOW;
+            } else {
+                rc = delta > 0 ? rc + 1 : rc - 1;
+                mutation_begin(b);
+                entry_write_begin(e);
+                entry_set(e, rc, rc);
+                entry_write_end(e, entry_tag(e->state));
+                mutation_end(b);
+                stor_file_touch(b->state->index);
+                if (out)
+                    *out = rc;
+                err = 0;
+            }
+        }
+    }
+    wunlock(b);
+    return err;
+}
+
+int bkt_update(struct bkt *b, const uint64_t k[4], bm_update_fn fn, void *ctx)
+{
+    uint64_t small[64];
+    void *copy = NULL;
+    bm_value cur, out = {NULL, 0, 0};
+    const bm_value *curp = NULL;
+    int err = 0;
+    wlock(b);
+    if (b->state) {
+        int64_t slot, free_slot;
+        find(b, k, &slot, &free_slot);
+        if (slot >= 0) {
+            const struct bkt_entry *e = &b->state->entries[slot];
+            struct entry_snap s = {e->state, e->rc, {e->p[0], e->p[1]}};
+            struct bkt_val v;
+            decode_value(&s, &v);
+            if (entry_tag(s.state) == TAG_DATA)
+                v.elems = cell_at(b->state, size_class(v.n), s.p[0]) + CELL_HEADER;
+            /* fn may hand back cur's own elements; a grow during the write could retire their file, so
+             * give fn a private copy. */
+            size_t bytes = (size_t)v.n * b->ctx->elem_size;
+            copy = bytes <= sizeof(small) ? small : bm_malloc(bytes);
+            if (!copy) {
+                err = -ENOMEM;
+                goto out;
+            }
+            if (bytes)
+                memcpy(copy, v.elems, bytes);
+            cur = (bm_value){v.n ? copy : NULL, v.n, v.rc};
+            curp = &cur;
+        }
+    }
+    int act = fn(curp, &out, ctx);
+    if (act < 0) {
+        err = act;
+    } else if (act == BM_WRITE) {
+        if (out.n > b->ctx->max_elems)
+            err = BM_ETOOBIG;
+        else if (out.n && !out.elems)
+            err = BM_EINVAL;
+        else
+            err = write_locked(b, k, out.elems, out.n, out.refcount);
+    } else if (act == BM_DELETE) {
+        err = curp ? remove_locked(b, k) : 0;
+    } else if (act != BM_KEEP) {
+        err = BM_EINVAL;
+    }
+out:
+    wunlock(b);
+    if (copy != small)
+        bm_free(copy);
+    return err;
+}
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* Snapshots, files, life cycle                                                                            */
+
+/* Copies every entry of st; -EAGAIN if st went stale under us (a data ref newer than st). */
+static int copy_state(const struct bkt *b, const struct bkt_state *st, struct snap_buf *buf)
+{
+    uint32_t es = b->ctx->elem_size;
+    for (uint64_t i = 0; i < st->cap; i++) {
+        const struct bkt_entry *e = &st->entries[i];
+        for (;;) {
+            uint64_t s1 = bm_load_acq(&e->state);
+            if (entry_tag(s1) == TAG_FREE)
+                break;
+            if (s1 & ENTRY_BUSY) {
+                __builtin_ia32_pause();
+                continue;
+            }
+            uint64_t k[4];
+            struct entry_snap s;
+            entry_load_key(e, k);
+            s.rc = bm_load_rlx(&e->rc);
+            s.p[0] = bm_load_rlx(&e->p[0]);
+            s.p[1] = bm_load_rlx(&e->p[1]);
+            bm_fence_acq();
+            if (bm_load_rlx(&e->state) != s1)
+                continue;
+            s.state = s1;
+            struct bkt_val v;
+            decode_value(&s, &v);
+            if (entry_tag(s1) == TAG_DATA) {
+                unsigned c = size_class(v.n);
+                if (!st->data[c] || DATA_REF_POW2(s.p[0]) > st->data_pow2[c])
+                    return -EAGAIN;
+                v.elems = cell_at(st, c, s.p[0]) + CELL_HEADER;
+            }
+            int err = snap_append(buf, k, v.rc, v.n, v.n * es, v.elems);
+            if (err)
+                return err;
+            break;
+        }
+    }
+    return 0;
+}
+
+int bkt_snapshot(struct bkt *b, struct snap_buf *buf)
+{
+    size_t start = buf->len;
+    for (int t = 0; t < SNAPSHOT_TRIES; t++) {
+        uint64_t s1 = bm_load_acq(&b->wseq);
+        if (s1 & 1)
+            continue;
+        bkt_read_begin(b);
+        const struct bkt_state *st = rcu_glue_deref(b->state);
+        int err = st ? copy_state(b, st, buf) : 0;
+        bkt_read_end(b);
+        bm_fence_acq();
+        if (err == -ENOMEM)
+            return err;
+        if (!err && bm_load_rlx(&b->wseq) == s1)
+            return 0;
+        buf->len = start;
+    }
+    /* Writers keep changing this bucket: take one consistent copy under its lock. */
+    wlock(b);
+    int err = b->state ? copy_state(b, b->state, buf) : 0;
+    wunlock(b);
+    return err;
+}
+
+void bkt_for_each_file(struct bkt *b, void (*fn)(struct stor_file *f, bool is_index, void *arg), void *arg)
+{
+    rcu_glue_read_lock();
+    const struct bkt_state *st = rcu_glue_deref(b->state);
+    if (st) {
+        fn(st->index, true, arg);
+        for (unsigned c = 0; c < BKT_NCLASS; c++)
+            if (st->data[c])
+                fn(st->data[c], false, arg);
+    }
+    rcu_glue_read_unlock();
+}
+
+int bkt_init(struct bkt *b, struct bkt_ctx *ctx, uint32_t ix)
+{
+    memset(b, 0, sizeof(*b));
+    b->ctx = ctx;
+    b->ix = ix;
+    if (pthread_mutex_init(&b->lock, NULL))
+        return -ENOMEM;
+#ifdef BM_READER_RWLOCK
+    if (pthread_rwlock_init(&b->rw, NULL)) {
+        pthread_mutex_destroy(&b->lock);
+        return -ENOMEM;
+    }
+#endif
+    return 0;
+}
+
+void bkt_fini(struct bkt *b)
+{
+    struct bkt_state *st = b->state;
+    if (st) {
+        /* No reader is left (the map is closing after a barrier): finish pending frees so the files hold
+         * no cell that is marked used but referenced by nothing. */
+        reclaim_to(b, idx_hdr(st)->free_tail);
+        bool unlink_it = b->ctx->temporary;
+        stor_file_destroy(st->index, unlink_it);
+        for (unsigned c = 0; c < BKT_NCLASS; c++)
+            stor_file_destroy(st->data[c], unlink_it);
+        bm_free(st);
+        b->state = NULL;
+    }
+#ifdef BM_READER_RWLOCK
+    pthread_rwlock_destroy(&b->rw);
+#endif
+    pthread_mutex_destroy(&b->lock);
+}

@@ -1,0 +1,149 @@
+/*
+ * bucket.h — one shard: an index file (open addressing, linear probing in a window of max_search slots, a
+ * per-bucket seed) and lazily created size-class data files for values that do not fit inline.
+ *
+ * Locking: readers (bkt_lookup, bkt_snapshot) run inside an RCU read-side section and take no lock.
+ * Writers (bkt_upsert, bkt_remove, bkt_adjref, bkt_update) take the bucket's mutex themselves. In the
+ * BM_READER_RWLOCK ablation, readers take the bucket's rwlock for reading and writers hold it for writing
+ * for their whole operation, grows included (upstream's design, kept for measurement only).
+ */
+#ifndef BM_BUCKET_H
+#define BM_BUCKET_H
+
+#include "bucketmap.h"
+#include "runtime/entry.h"
+#include "storage/stor_drives.h"
+#include "storage/stor_file.h"
+#include "urcu_glue/rcu_glue.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define BKT_NCLASS 23 /* classes 0..22: 2^22 one-byte elements = BM_MAX_VALUE_BYTES */
+_Static_assert((1u << (BKT_NCLASS - 1)) >= BM_MAX_VALUE_BYTES, "a class for the largest value");
+
+#define IDX_HEADER_BYTES STOR_PAGE
+#define DATA_HEADER_BYTES STOR_PAGE
+#define IDX_MAGIC 0x3130305844494d42ull  /* "BMIDX001" */
+#define DATA_MAGIC 0x3130305441444d42ull /* "BMDAT001" */
+#define IDX_FORMAT 1u
+#define FREE_RING 128u
+#define CELL_OCCUPIED 1ull
+#define CELL_HEADER 8u
+
+/* Page 0 of every index file. Durable per-bucket state that is not an entry. */
+struct idx_header {
+    uint64_t magic;
+    uint32_t format;
+    uint32_t elem_size;
+    uint64_t capacity;
+    uint64_t seed;
+    uint32_t bucket;
+    uint32_t max_search;
+    uint64_t count;    /* occupied entries */
+    uint64_t max_disp; /* largest probe displacement of any entry ever placed in this file (atomic) */
+    /* Data cells freed but maybe still read by a zero-copy reader: reusable after a grace period. Kept in
+     * the file so that cells freed just before a crash are reclaimed at the next open, not leaked. */
+    uint64_t free_head;
+    uint64_t free_tail;
+    uint64_t intent[16]; /* reserved for the persistence layer's per-bucket intent record */
+    struct {
+        uint64_t cls;
+        uint64_t ref;
+    } free_ring[FREE_RING];
+};
+_Static_assert(sizeof(struct idx_header) <= IDX_HEADER_BYTES, "index header fits its page");
+
+/* Page 0 of every data file. */
+struct data_header {
+    uint64_t magic;
+    uint32_t cls;
+    uint32_t elem_size;
+    uint32_t pow2;
+    uint32_t bucket;
+};
+
+/* What a bucket is made of at one instant. Immutable once published; replaced whole by a grow. */
+struct bkt_state {
+    struct stor_file *index;
+    struct bkt_entry *entries;
+    uint64_t cap;
+    uint64_t seed;
+    struct stor_file *data[BKT_NCLASS];
+    uint8_t data_pow2[BKT_NCLASS];
+    rcu_glue_head rcu;
+    struct stor_file *retired; /* the storage this state replaced: destroyed with this state's predecessor */
+};
+
+/* Map-wide counters the buckets update (relaxed atomics). */
+struct bkt_counters {
+    uint64_t index_grows, index_failed_grows, data_grows, grow_errors, grow_ns, reader_retries;
+};
+
+/* Settings shared by all buckets of a map. */
+struct bkt_ctx {
+    uint32_t elem_size;
+    uint32_t max_search;
+    uint32_t data_cell_size[BKT_NCLASS];
+    uint32_t max_elems;   /* BM_MAX_VALUE_BYTES / elem_size */
+    unsigned file_flags;  /* STOR_* for new files */
+    bool temporary;       /* unlink every file at close */
+    struct stor_drives *drives;
+    struct bkt_counters *ctr;
+};
+
+struct bkt {
+    /* Read-mostly line: what readers touch. */
+    struct bkt_state *state; /* RCU-protected; NULL until the first write */
+    struct bkt_ctx *ctx;
+#ifdef BM_READER_RWLOCK
+    pthread_rwlock_t rw;
+#endif
+    /* Writers' lines. */
+    pthread_mutex_t lock __attribute__((aligned(BM_CACHELINE)));
+    uint64_t wseq;  /* odd while a writer mutates entries: lets bm_foreach take lock-free snapshots */
+    uint64_t count; /* atomic; bm_count sums these */
+    uint32_t ix;
+    uint32_t cursor[BKT_NCLASS];
+    uint64_t used[BKT_NCLASS]; /* occupied data cells per class, pending frees included */
+    uint64_t reclaim_upto;     /* atomic: ring position whose grace period has elapsed */
+    uint64_t reclaim_target;
+    uint32_t reclaim_inflight; /* atomic */
+    rcu_glue_head reclaim_rcu;
+} __attribute__((aligned(BM_CACHELINE)));
+
+/* A value found by a reader. elems points into the mapping (DATA) or into inl (INLINE); valid inside the
+ * read-side section in which it was found. */
+struct bkt_val {
+    uint64_t rc;
+    uint32_t n;
+    const void *elems;
+    uint64_t inl[2];
+};
+
+int bkt_init(struct bkt *b, struct bkt_ctx *ctx, uint32_t ix);
+/* After rcu_glue_barrier(): no reader, writer or callback may still use b. */
+void bkt_fini(struct bkt *b);
+
+/* Inside a read-side section (or the ablation's read lock, which bkt_read_begin/end take). */
+int bkt_lookup(struct bkt *b, const uint64_t k[4], struct bkt_val *out);
+void bkt_read_begin(struct bkt *b);
+void bkt_read_end(struct bkt *b);
+
+/* Writers: outside read-side sections. Return 0 or a negative BM_E* / -errno; on error nothing changed. */
+int bkt_upsert(struct bkt *b, const uint64_t k[4], const void *elems, uint32_t n, uint64_t rc);
+int bkt_remove(struct bkt *b, const uint64_t k[4]);
+/* delta is +1 or -1; the new refcount goes to *out. */
+int bkt_adjref(struct bkt *b, const uint64_t k[4], int delta, uint64_t *out);
+int bkt_update(struct bkt *b, const uint64_t k[4], bm_update_fn fn, void *ctx);
+
+/* Appends every entry as records to a buffer owned by the caller (see runtime/snapshot.h). Outside read
+ * sections; takes its own. */
+struct snap_buf;
+int bkt_snapshot(struct bkt *b, struct snap_buf *buf);
+
+/* Visits the current files (for stats and flush). Takes its own read-side section; fn must not block long. */
+void bkt_for_each_file(struct bkt *b, void (*fn)(struct stor_file *f, bool is_index, void *arg), void *arg);
+
+#endif

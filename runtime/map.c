@@ -1,0 +1,406 @@
+/*
+ * map.c — the public API: argument checks, sharding, callback guards, open/close, stats.
+ *
+ * Every entry point validates its arguments before touching the map and registers the calling thread with
+ * RCU (rcu_glue_thread_enter) so callers never have to. Reads run in a read-side section per call; writes
+ * take one bucket's mutex (runtime/bucket.c).
+ *
+ * Callback guards (thread-local): inside a bm_read callback the thread is in a read-side section, where a
+ * write could wait for a grace period on itself; inside a bm_update callback it holds a bucket mutex. Calls
+ * that could deadlock there return BM_EBUSY instead.
+ */
+#include "bucketmap.h"
+
+#include "common/bm_atomic.h"
+#include "common/bm_mem.h"
+#include "runtime/bucket.h"
+#include "runtime/snapshot.h"
+#include "storage/stor_drives.h"
+#include "urcu_glue/rcu_glue.h"
+
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+#define DEFAULT_BUCKETS 256u
+#define DEFAULT_MAX_SEARCH 32u
+
+#define BM_API __attribute__((visibility("default")))
+
+struct bm_map {
+    uint32_t nbuckets;
+    uint32_t shift; /* 64 - log2(nbuckets); 64 means one bucket */
+    uint32_t failed; /* atomic, sticky: an I/O error made durability unknowable */
+    struct bkt *buckets;
+    struct bkt_ctx ctx;
+    struct bkt_counters ctr;
+    struct stor_drives *drives;
+    uint64_t flushes, flush_ns, files_flushed; /* atomics */
+};
+
+static __thread const bm_map *tls_update_map; /* inside bm_update's callback for this map */
+static __thread int tls_read_depth;           /* inside a bm_read callback (of any map) */
+
+static inline struct bkt *bucket_for(bm_map *m, const uint64_t k[4])
+{
+    if (m->shift == 64)
+        return &m->buckets[0];
+    return &m->buckets[__builtin_bswap64(k[0]) >> m->shift];
+}
+
+BM_API uint32_t bm_bucket_of(const bm_key *k, uint32_t max_buckets)
+{
+    if (!k || max_buckets == 0 || (max_buckets & (max_buckets - 1)) || max_buckets == 1)
+        return 0;
+    uint64_t w;
+    memcpy(&w, k->bytes, 8);
+    return (uint32_t)(__builtin_bswap64(w) >> (64 - __builtin_ctz(max_buckets)));
+}
+
+/* ---- open / close ---- */
+
+static int validate_config(const bm_config *cfg)
+{
+    if (cfg->elem_size == 0 || cfg->elem_size > BM_MAX_ELEM_SIZE)
+        return BM_EINVAL;
+    if (cfg->max_buckets & (cfg->max_buckets - 1) || cfg->max_buckets > BM_MAX_BUCKETS)
+        return BM_EINVAL;
+    if (cfg->max_search > BM_MAX_SEARCH_LIMIT)
+        return BM_EINVAL;
+    if ((cfg->n_drives == 0) != (cfg->drives == NULL) || cfg->n_drives > 1024)
+        return BM_EINVAL;
+    for (uint32_t i = 0; i < cfg->n_drives; i++)
+        if (!cfg->drives[i] || !cfg->drives[i][0])
+            return BM_EINVAL;
+    if (cfg->flags & ~BM_F_NO_PREALLOC)
+        return BM_EINVAL;
+    if (cfg->restart_path)
+        return -EOPNOTSUPP; /* persistence lands with the restart layer */
+    return 0;
+}
+
+static void map_free(bm_map *m)
+{
+    if (m->buckets) {
+        for (uint32_t i = 0; i < m->nbuckets; i++)
+            bkt_fini(&m->buckets[i]);
+        bm_free(m->buckets);
+    }
+    stor_drives_close(m->drives);
+    bm_free(m);
+}
+
+BM_API int bm_open(const bm_config *cfg, bm_map **out)
+{
+    if (!cfg || !out)
+        return BM_EINVAL;
+    *out = NULL;
+    int err = validate_config(cfg);
+    if (err)
+        return err;
+    rcu_glue_thread_enter();
+    bm_map *m = bm_aligned_zalloc(BM_CACHELINE, sizeof(*m));
+    if (!m)
+        return -ENOMEM;
+    m->nbuckets = cfg->max_buckets ? cfg->max_buckets : DEFAULT_BUCKETS;
+    m->shift = 64 - (uint32_t)__builtin_ctz(m->nbuckets);
+    err = stor_drives_open(cfg->drives, cfg->n_drives, &m->drives);
+    if (err) {
+        bm_free(m);
+        return err;
+    }
+    struct bkt_ctx *ctx = &m->ctx;
+    ctx->elem_size = cfg->elem_size;
+    ctx->max_search = cfg->max_search ? cfg->max_search : DEFAULT_MAX_SEARCH;
+    ctx->max_elems = BM_MAX_VALUE_BYTES / cfg->elem_size;
+    ctx->file_flags = (cfg->flags & BM_F_NO_PREALLOC) ? STOR_NO_PREALLOC : 0;
+    ctx->temporary = true;
+    ctx->drives = m->drives;
+    ctx->ctr = &m->ctr;
+    for (unsigned c = 0; c < BKT_NCLASS; c++) {
+        uint64_t n = 1ull << c;
+        if (n > ctx->max_elems)
+            n = ctx->max_elems ? ctx->max_elems : 1;
+        ctx->data_cell_size[c] = (uint32_t)((CELL_HEADER + n * cfg->elem_size + 7) & ~7ull);
+    }
+    m->buckets = bm_aligned_zalloc(BM_CACHELINE, (size_t)m->nbuckets * sizeof(struct bkt));
+    if (!m->buckets) {
+        stor_drives_close(m->drives);
+        bm_free(m);
+        return -ENOMEM;
+    }
+    for (uint32_t i = 0; i < m->nbuckets; i++) {
+        if ((err = bkt_init(&m->buckets[i], ctx, i))) {
+            m->nbuckets = i; /* fini only what was initialized */
+            map_free(m);
+            return err;
+        }
+    }
+    *out = m;
+    return 0;
+}
+
+BM_API void bm_close(bm_map *m)
+{
+    if (!m)
+        return;
+    rcu_glue_thread_enter();
+    /* Every deferred free (old states, their files, cell reclaim) must run before the buckets go away. */
+    rcu_glue_barrier();
+    map_free(m);
+}
+
+/* ---- readers ---- */
+
+static inline int check_read(const bm_map *m, const bm_key *k)
+{
+    if (bm_unlikely(!m || !k))
+        return BM_EINVAL;
+    if (bm_unlikely(tls_update_map == m || tls_read_depth))
+        return BM_EBUSY;
+    rcu_glue_thread_enter();
+    return 0;
+}
+
+BM_API int bm_get(bm_map *m, const bm_key *k, void *out, uint32_t cap, uint32_t *n, uint64_t *refcount)
+{
+    int err = check_read(m, k);
+    if (err)
+        return err;
+    if (!out && cap)
+        return BM_EINVAL;
+    uint64_t kw[4];
+    key_words(k->bytes, kw);
+    struct bkt *b = bucket_for(m, kw);
+    struct bkt_val v;
+    bkt_read_begin(b);
+    err = bkt_lookup(b, kw, &v);
+    if (!err) {
+        uint32_t cp = v.n < cap ? v.n : cap;
+        if (cp)
+            memcpy(out, v.elems, (size_t)cp * m->ctx.elem_size);
+    }
+    bkt_read_end(b);
+    if (!err) {
+        if (n)
+            *n = v.n;
+        if (refcount)
+            *refcount = v.rc;
+    }
+    return err;
+}
+
+BM_API int bm_read(bm_map *m, const bm_key *k, bm_read_fn fn, void *ctx)
+{
+    int err = check_read(m, k);
+    if (err)
+        return err;
+    if (!fn)
+        return BM_EINVAL;
+    uint64_t kw[4];
+    key_words(k->bytes, kw);
+    struct bkt *b = bucket_for(m, kw);
+    struct bkt_val v;
+    bkt_read_begin(b);
+    err = bkt_lookup(b, kw, &v);
+    if (!err) {
+        bm_value val = {v.elems, v.n, v.rc};
+        tls_read_depth++;
+        fn(&val, ctx);
+        tls_read_depth--;
+    }
+    bkt_read_end(b);
+    return err;
+}
+
+BM_API uint64_t bm_count(bm_map *m)
+{
+    if (!m)
+        return 0;
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < m->nbuckets; i++)
+        total += bm_load_rlx(&m->buckets[i].count);
+    return total;
+}
+
+BM_API int bm_foreach(bm_map *m, bm_foreach_fn fn, void *ctx)
+{
+    if (!m || !fn)
+        return BM_EINVAL;
+    if (tls_update_map == m || tls_read_depth)
+        return BM_EBUSY;
+    rcu_glue_thread_enter();
+    struct snap_buf buf = {NULL, 0, 0};
+    int rc = 0;
+    for (uint32_t i = 0; i < m->nbuckets && rc == 0; i++) {
+        buf.len = 0;
+        rc = bkt_snapshot(&m->buckets[i], &buf);
+        for (size_t off = 0; rc == 0 && off < buf.len;) {
+            const struct snap_rec *r = (const struct snap_rec *)(buf.p + off);
+            bm_key key;
+            memcpy(key.bytes, r->key, BM_KEY_LEN);
+            bm_value v = {r->n ? (const void *)(r + 1) : NULL, r->n, r->rc};
+            rc = fn(&key, &v, ctx);
+            off += snap_rec_size(r);
+        }
+    }
+    bm_free(buf.p);
+    return rc;
+}
+
+/* ---- writers ---- */
+
+static inline int check_write(bm_map *m, const bm_key *k)
+{
+    if (bm_unlikely(!m || !k))
+        return BM_EINVAL;
+    if (bm_unlikely(tls_update_map == m || tls_read_depth))
+        return BM_EBUSY;
+    if (bm_unlikely(bm_load_rlx(&m->failed)))
+        return BM_EFAILED;
+    rcu_glue_thread_enter();
+    return 0;
+}
+
+BM_API int bm_insert(bm_map *m, const bm_key *k, const void *elems, uint32_t n, uint64_t refcount)
+{
+    int err = check_write(m, k);
+    if (err)
+        return err;
+    if (n && !elems)
+        return BM_EINVAL;
+    if (n > m->ctx.max_elems)
+        return BM_ETOOBIG;
+    uint64_t kw[4];
+    key_words(k->bytes, kw);
+    return bkt_upsert(bucket_for(m, kw), kw, elems, n, refcount);
+}
+
+BM_API int bm_delete(bm_map *m, const bm_key *k)
+{
+    int err = check_write(m, k);
+    if (err)
+        return err;
+    uint64_t kw[4];
+    key_words(k->bytes, kw);
+    return bkt_remove(bucket_for(m, kw), kw);
+}
+
+static int adjref(bm_map *m, const bm_key *k, int delta, uint64_t *out)
+{
+    int err = check_write(m, k);
+    if (err)
+        return err;
+    uint64_t kw[4];
+    key_words(k->bytes, kw);
+    return bkt_adjref(bucket_for(m, kw), kw, delta, out);
+}
+
+BM_API int bm_addref(bm_map *m, const bm_key *k, uint64_t *new_refcount) { return adjref(m, k, 1, new_refcount); }
+BM_API int bm_unref(bm_map *m, const bm_key *k, uint64_t *new_refcount) { return adjref(m, k, -1, new_refcount); }
+
+BM_API int bm_update(bm_map *m, const bm_key *k, bm_update_fn fn, void *ctx)
+{
+    int err = check_write(m, k);
+    if (err)
+        return err;
+    if (!fn)
+        return BM_EINVAL;
+    uint64_t kw[4];
+    key_words(k->bytes, kw);
+    tls_update_map = m;
+    err = bkt_update(bucket_for(m, kw), kw, fn, ctx);
+    tls_update_map = NULL;
+    return err;
+}
+
+/* ---- flush and stats ---- */
+
+struct flush_walk {
+    int err;
+    uint64_t files;
+};
+
+static void flush_file(struct stor_file *f, bool is_index, void *arg)
+{
+    (void)is_index;
+    struct flush_walk *w = arg;
+    if (!__atomic_exchange_n(&f->dirty, 0, __ATOMIC_RELAXED))
+        return;
+    int err = stor_file_msync(f);
+    if (err && !w->err)
+        w->err = err;
+    w->files++;
+}
+
+BM_API int bm_flush(bm_map *m)
+{
+    if (!m)
+        return BM_EINVAL;
+    if (tls_update_map == m || tls_read_depth)
+        return BM_EBUSY;
+    if (bm_load_rlx(&m->failed))
+        return BM_EFAILED;
+    rcu_glue_thread_enter();
+    if (m->ctx.temporary)
+        return 0;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    struct flush_walk w = {0, 0};
+    for (uint32_t i = 0; i < m->nbuckets; i++)
+        bkt_for_each_file(&m->buckets[i], flush_file, &w);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (w.err)
+        bm_store_rlx(&m->failed, 1);
+    bm_add_rlx(&m->flushes, 1);
+    bm_add_rlx(&m->files_flushed, w.files);
+    bm_add_rlx(&m->flush_ns, (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000ll + (t1.tv_nsec - t0.tv_nsec)));
+    return w.err;
+}
+
+struct stats_walk {
+    bm_stats *s;
+    uint32_t elem_size;
+};
+
+static void stats_file(struct stor_file *f, bool is_index, void *arg)
+{
+    struct stats_walk *w = arg;
+    w->s->files++;
+    if (is_index) {
+        w->s->index_bytes += f->map_len;
+        w->s->index_capacity += f->ncells;
+    } else {
+        w->s->data_bytes += f->map_len;
+    }
+}
+
+BM_API void bm_get_stats(bm_map *m, bm_stats *out)
+{
+    if (!out)
+        return;
+    memset(out, 0, sizeof(*out));
+    if (!m)
+        return;
+    rcu_glue_thread_enter();
+    struct stats_walk w = {out, m->ctx.elem_size};
+    for (uint32_t i = 0; i < m->nbuckets; i++) {
+        struct bkt *b = &m->buckets[i];
+        if (bm_load_rlx(&b->state)) {
+            out->buckets_allocated++;
+            for (unsigned c = 0; c < BKT_NCLASS; c++)
+                out->data_cells_used += bm_load_rlx(&b->used[c]);
+        }
+        bkt_for_each_file(b, stats_file, &w);
+    }
+    out->entries = bm_count(m);
+    out->index_grows = bm_load_rlx(&m->ctr.index_grows);
+    out->index_failed_grows = bm_load_rlx(&m->ctr.index_failed_grows);
+    out->data_grows = bm_load_rlx(&m->ctr.data_grows);
+    out->grow_errors = bm_load_rlx(&m->ctr.grow_errors);
+    out->grow_ns = bm_load_rlx(&m->ctr.grow_ns);
+    out->reader_retries = bm_load_rlx(&m->ctr.reader_retries);
+    out->flushes = bm_load_rlx(&m->flushes);
+    out->flush_ns = bm_load_rlx(&m->flush_ns);
+    out->files_flushed = bm_load_rlx(&m->files_flushed);
+}

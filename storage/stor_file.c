@@ -1,0 +1,152 @@
+#include "storage/stor_file.h"
+
+#include "common/bm_mem.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char *join_path(const char *dir, const char *name)
+{
+    size_t a = strlen(dir), b = strlen(name);
+    char *p = bm_malloc(a + b + 2);
+    if (!p)
+        return NULL;
+    memcpy(p, dir, a);
+    p[a] = '/';
+    memcpy(p + a + 1, name, b + 1);
+    return p;
+}
+
+static int map_fd(struct stor_file *f, unsigned flags)
+{
+    void *m = mmap(NULL, f->map_len, PROT_READ | PROT_WRITE, MAP_SHARED, f->fd, 0);
+    if (m == MAP_FAILED)
+        return -errno;
+    if (flags & STOR_RANDOM)
+        (void)madvise(m, f->map_len, MADV_RANDOM); /* advice only: failure changes nothing */
+    f->base = m;
+    return 0;
+}
+
+static struct stor_file *file_new(const char *dir, const char *name, int drive, uint32_t header_bytes,
+                                  uint32_t cell_size)
+{
+    struct stor_file *f = bm_calloc(1, sizeof(*f));
+    if (!f)
+        return NULL;
+    f->fd = -1;
+    f->drive = drive;
+    f->header_bytes = header_bytes;
+    f->cell_size = cell_size;
+    f->path = join_path(dir, name);
+    if (!f->path) {
+        bm_free(f);
+        return NULL;
+    }
+    f->name = strrchr(f->path, '/') + 1;
+    return f;
+}
+
+static void file_free(struct stor_file *f)
+{
+    bm_free(f->path);
+    bm_free(f);
+}
+
+int stor_file_create(const char *dir, const char *name, int drive, uint32_t header_bytes, uint32_t cell_size,
+                     uint64_t ncells, unsigned flags, struct stor_file **out)
+{
+    if (ncells == 0 || cell_size == 0 || header_bytes % STOR_PAGE)
+        return -EINVAL;
+    if (ncells > (SIZE_MAX - header_bytes) / cell_size)
+        return -EFBIG;
+    struct stor_file *f = file_new(dir, name, drive, header_bytes, cell_size);
+    if (!f)
+        return -ENOMEM;
+    f->ncells = ncells;
+    f->map_len = header_bytes + (size_t)ncells * cell_size;
+    int err;
+    f->fd = open(f->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (f->fd < 0) {
+        err = -errno;
+        file_free(f);
+        return err;
+    }
+    f->created = true;
+    if (flags & STOR_NO_PREALLOC)
+        err = ftruncate(f->fd, (off_t)f->map_len) ? -errno : 0;
+    else
+        err = -posix_fallocate(f->fd, 0, (off_t)f->map_len);
+    if (!err)
+        err = map_fd(f, flags);
+    if (err) {
+        close(f->fd);
+        unlink(f->path);
+        file_free(f);
+        return err;
+    }
+    *out = f;
+    return 0;
+}
+
+int stor_file_open(const char *dir, const char *name, int drive, uint32_t header_bytes, uint32_t cell_size,
+                   unsigned flags, struct stor_file **out)
+{
+    if (cell_size == 0 || header_bytes % STOR_PAGE)
+        return -EINVAL;
+    struct stor_file *f = file_new(dir, name, drive, header_bytes, cell_size);
+    if (!f)
+        return -ENOMEM;
+    int err;
+    struct stat st;
+    f->fd = open(f->path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    if (f->fd < 0) {
+        err = -errno;
+        file_free(f);
+        return err;
+    }
+    if (fstat(f->fd, &st) != 0) {
+        err = -errno;
+        goto fail;
+    }
+    /* A file whose size is not header + whole cells was not written by us, or was cut short. */
+    if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size < header_bytes + (uint64_t)cell_size ||
+        ((uint64_t)st.st_size - header_bytes) % cell_size) {
+        err = -EBADMSG;
+        goto fail;
+    }
+    f->map_len = (size_t)st.st_size;
+    f->ncells = ((uint64_t)st.st_size - header_bytes) / cell_size;
+    err = map_fd(f, flags);
+    if (err)
+        goto fail;
+    *out = f;
+    return 0;
+fail:
+    close(f->fd);
+    file_free(f);
+    return err;
+}
+
+void stor_file_destroy(struct stor_file *f, bool unlink_it)
+{
+    if (!f)
+        return;
+    if (f->base)
+        munmap(f->base, f->map_len);
+    if (f->fd >= 0)
+        close(f->fd);
+    if (unlink_it && f->created)
+        unlink(f->path);
+    file_free(f);
+}
+
+int stor_file_msync(struct stor_file *f)
+{
+    return msync(f->base, f->map_len, MS_SYNC) ? -errno : 0;
+}

@@ -1,0 +1,72 @@
+/*
+ * stor_file.h — one memory-mapped file of fixed-size cells behind a page-aligned header.
+ *
+ *   [ header: header_bytes (a page multiple) ][ cell 0 ][ cell 1 ] ... [ cell ncells-1 ]
+ *
+ * A file is created at its final size and preallocated (fallocate), so stores into the mapping never fault
+ * on a full disk (a sparse file would raise SIGBUS there). Growing a storage means building a larger file
+ * beside the old one: the file itself never changes size while mapped.
+ *
+ * The fd stays open for the life of the file: flushes (fsync, sync_file_range) need it.
+ * Thread safety: none inside; the owner (a bucket) serializes creation and destruction, and readers only
+ * dereference the mapping, which stays valid until stor_file_destroy.
+ */
+#ifndef STOR_FILE_H
+#define STOR_FILE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define STOR_PAGE 4096u
+
+struct stor_file {
+    uint8_t *base;          /* the mapping: header then cells */
+    uint64_t ncells;
+    uint32_t cell_size;
+    uint32_t header_bytes;
+    size_t map_len;
+    int fd;
+    int drive;              /* index into the map's drive set */
+    bool created;           /* this process created it: only such files are ever unlinked at close */
+    uint32_t dirty;         /* atomic: written since the last flush picked it up */
+    char *path;
+    char *name;             /* path's last component (what the restart file records) */
+};
+
+enum stor_create_flags {
+    STOR_NO_PREALLOC = 1u << 0, /* sparse file (ftruncate) instead of fallocate */
+    STOR_RANDOM = 1u << 1,      /* madvise(MADV_RANDOM): probe-heavy index files */
+};
+
+/* Creates dir/name exclusively (never overwrites a file), sizes it for ncells cells, maps it. Returns 0 or a
+ * negated errno (-EEXIST, -ENOSPC, -EFBIG, -ENOMEM, ...); on error nothing is left on disk. */
+int stor_file_create(const char *dir, const char *name, int drive, uint32_t header_bytes, uint32_t cell_size,
+                     uint64_t ncells, unsigned flags, struct stor_file **out);
+
+/* Maps an existing file whose size must be exactly header_bytes + ncells * cell_size for some ncells >= 1.
+ * Returns 0, BM_ECORRUPT-style -EBADF... see stor_file.c; -ENOENT when missing. */
+int stor_file_open(const char *dir, const char *name, int drive, uint32_t header_bytes, uint32_t cell_size,
+                   unsigned flags, struct stor_file **out);
+
+/* Unmaps and closes; unlinks the file too when unlink_it and this process created it. NULL is ignored. */
+void stor_file_destroy(struct stor_file *f, bool unlink_it);
+
+/* Synchronous msync(MS_SYNC) of the whole mapping. Returns 0 or a negated errno. */
+int stor_file_msync(struct stor_file *f);
+
+static inline void *stor_cell(const struct stor_file *f, uint64_t i)
+{
+    return f->base + f->header_bytes + (size_t)i * f->cell_size;
+}
+
+static inline void *stor_header(const struct stor_file *f) { return f->base; }
+
+/* Marks the file as written since the last flush. Cheap when already set (a load, no store). */
+static inline void stor_file_touch(struct stor_file *f)
+{
+    if (!__atomic_load_n(&f->dirty, __ATOMIC_RELAXED))
+        __atomic_store_n(&f->dirty, 1, __ATOMIC_RELAXED);
+}
+
+#endif

@@ -1,0 +1,44 @@
+/*
+ * Lazy thread registration. A thread is registered on its first library call and unregistered by a
+ * pthread key destructor when it exits; a thread that exits while "registered" but idle never holds a
+ * read-side section open (sections never span API calls), so it cannot stall grace periods meanwhile.
+ */
+#include "urcu_glue/rcu_glue.h"
+
+#include <pthread.h>
+#include <stddef.h>
+
+__thread bool rcu_glue_registered;
+
+static pthread_key_t exit_key;
+static pthread_once_t key_once = PTHREAD_ONCE_INIT;
+
+static void on_thread_exit(void *arg)
+{
+    (void)arg;
+    if (rcu_glue_registered) {
+        urcu_memb_unregister_thread();
+        rcu_glue_registered = false;
+    }
+}
+
+static void make_key(void)
+{
+    /* Without the key, threads stay registered until process exit: harmless, so ignore failure. */
+    (void)pthread_key_create(&exit_key, on_thread_exit);
+}
+
+void rcu_glue_register_slow(void)
+{
+    pthread_once(&key_once, make_key);
+    urcu_memb_register_thread();
+    rcu_glue_registered = true;
+    /* Any non-NULL value makes the destructor run at thread exit. */
+    (void)pthread_setspecific(exit_key, (void *)1);
+}
+
+void rcu_glue_defer(rcu_glue_head *h, void (*fn)(rcu_glue_head *)) { urcu_memb_call_rcu(h, fn); }
+
+void rcu_glue_synchronize(void) { urcu_memb_synchronize_rcu(); }
+
+void rcu_glue_barrier(void) { urcu_memb_barrier(); }
