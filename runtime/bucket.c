@@ -5,9 +5,15 @@
  *  I1. A key occupies at most one slot of the current index, inside its window
  *      [home, home + min(max_search, cap)) mod cap. Lookups scan the window up to the file's max_disp (the
  *      largest displacement ever placed in it) and never stop at a free slot, so deletes need no tombstones.
- *  I2. Entries never move within an index file. An index grow rehashes into a new file, publishes a new
- *      bkt_state with one pointer store, and destroys the old file one grace period later; readers still on
- *      the old state see a frozen, consistent copy.
+ *  I2. Inserts place keys Robin Hood style: a new key takes the slot of an entry closer to its own home, and
+ *      that entry moves further along, so displacements stay short and the index fills to a high load
+ *      before a window overflows. Entries only ever move FORWARD (in probe order), and a move writes the
+ *      destination before it overwrites the source, so a reader scanning forward meets a moving entry at
+ *      least once. max_disp is raised before any entry goes further than it; a reader that misses
+ *      re-reads max_disp and rescans if it grew meanwhile. Deletes just free the slot (no backward shift:
+ *      that would move entries against the readers' direction).
+ *  I2b. An index grow rehashes into a new file, publishes a new bkt_state with one pointer store, and
+ *      destroys the old file one grace period later; readers still on the old state see a frozen copy.
  *  I3. A data cell is immutable while an entry refers to it: a new value always goes to a fresh cell and
  *      the old cell is freed only after a grace period (free ring), so a zero-copy reader's bytes never
  *      change under it.
@@ -69,22 +75,33 @@ static struct bkt_state *state_clone(const struct bkt_state *st)
     return n;
 }
 
+/* Keeps f (unmapped) as the bucket's spare of its kind; the previous spare, if any, is destroyed. */
+static void keep_spare(struct bkt *b, unsigned slot, struct stor_file *f)
+{
+    stor_file_unmap(f);
+    struct stor_file *old = __atomic_exchange_n(&b->spare[slot], f, __ATOMIC_ACQ_REL);
+    stor_file_destroy(old, true);
+}
+
 static void state_free_cb(rcu_glue_head *h)
 {
     struct bkt_state *old = caa_container_of(h, struct bkt_state, rcu);
-    /* old->retired was set by publish(): the one storage the successor no longer shares. */
-    stor_file_destroy(old->retired, true);
+    /* No reader can still use old->retired: recycle it for a later grow. */
+    if (old->retired)
+        keep_spare(old->owner, old->retired_slot, old->retired);
     bm_free(old);
 }
 
 /* Publishes next in place of the current state; `replaced` (a file of the current state that next does
- * not use) is destroyed with the current state after a grace period. */
-static void publish(struct bkt *b, struct bkt_state *next, struct stor_file *replaced)
+ * not use) is recycled with the current state after a grace period. */
+static void publish(struct bkt *b, struct bkt_state *next, struct stor_file *replaced, unsigned slot)
 {
     struct bkt_state *cur = b->state;
+    next->owner = b;
     rcu_glue_assign(b->state, next);
     if (cur) {
         cur->retired = replaced;
+        cur->retired_slot = slot;
         rcu_glue_defer(&cur->rcu, state_free_cb);
     }
 }
@@ -92,16 +109,28 @@ static void publish(struct bkt *b, struct bkt_state *next, struct stor_file *rep
 /* ------------------------------------------------------------------------------------------------------ */
 /* Files                                                                                                   */
 
-static int new_file(struct bkt *b, const char *kind, uint32_t header, uint32_t cell, uint64_t ncells,
+/* A file for a new storage of kind `slot`: the bucket's recycled spare if it has one, else a new file. */
+static int new_file(struct bkt *b, unsigned slot, uint32_t header, uint32_t cell, uint64_t ncells,
                     unsigned extra_flags, struct stor_file **out)
 {
     struct bkt_ctx *ctx = b->ctx;
+    unsigned flags = ctx->file_flags | extra_flags;
+    struct stor_file *f = __atomic_exchange_n(&b->spare[slot], NULL, __ATOMIC_ACQ_REL);
+    if (f) {
+        if (f->cell_size == cell && stor_file_recycle(f, ncells, flags) == 0) {
+            *out = f;
+            return 0;
+        }
+        stor_file_destroy(f, true);
+    }
     char name[96], tag[32];
-    snprintf(tag, sizeof(tag), "b%u-%s", b->ix, kind);
+    if (slot == SPARE_INDEX)
+        snprintf(tag, sizeof(tag), "b%u-idx", b->ix);
+    else
+        snprintf(tag, sizeof(tag), "b%u-d%u", b->ix, slot - 1);
     stor_drives_name(ctx->drives, tag, name, sizeof(name));
     uint32_t d = stor_drives_pick(ctx->drives);
-    return stor_file_create(ctx->drives->dirs[d], name, (int)d, header, cell, ncells,
-                            ctx->file_flags | extra_flags, out);
+    return stor_file_create(ctx->drives->dirs[d], name, (int)d, header, cell, ncells, flags, out);
 }
 
 static uint64_t random_seed(void)
@@ -116,7 +145,7 @@ static int create_index(struct bkt *b)
 {
     struct stor_file *f;
     uint64_t cap = ENTRIES_PER_PAGE;
-    int err = new_file(b, "idx", IDX_HEADER_BYTES, sizeof(struct bkt_entry), cap, STOR_RANDOM, &f);
+    int err = new_file(b, SPARE_INDEX, IDX_HEADER_BYTES, sizeof(struct bkt_entry), cap, STOR_RANDOM, &f);
     if (err)
         return err;
     struct bkt_state *st = state_clone(NULL);
@@ -137,19 +166,32 @@ static int create_index(struct bkt *b)
     st->cap = cap;
     st->seed = h->seed;
     stor_file_touch(f);
-    publish(b, st, NULL);
+    publish(b, st, NULL, 0);
     return 0;
 }
 
+/* Upstream grows by 10% (page-rounded) to keep disk use tight. Below SMALL_INDEX entries (64 KiB) a 10%
+ * step is a single page and each grow costs a file recycle, so small indexes double instead. */
+#define SMALL_INDEX 1024u
+
 static uint64_t next_index_cap(uint64_t cap)
 {
+    if (cap < SMALL_INDEX)
+        return cap * 2;
     uint64_t t = cap * 110 / 100;
     if (t <= cap)
         t = cap + 1;
     return (t + ENTRIES_PER_PAGE - 1) / ENTRIES_PER_PAGE * ENTRIES_PER_PAGE;
 }
 
-/* Rehashes every entry of src into the empty index dst (same seed). 0, or -1 if some entry found no slot. */
+static inline uint64_t disp_of(const uint64_t k[4], uint64_t seed, uint64_t cap, uint64_t j)
+{
+    uint64_t home = entry_home(entry_hash(k, seed), cap);
+    return j >= home ? j - home : j + cap - home;
+}
+
+/* Rehashes every entry of src into the empty index dst (same seed), Robin Hood placement (I2).
+ * 0, or -1 if some entry found no slot inside its window. */
 static int rehash(const struct bkt_ctx *ctx, const struct bkt_state *src, struct bkt_entry *dst, uint64_t cap,
                   uint64_t *max_disp)
 {
@@ -159,19 +201,28 @@ static int rehash(const struct bkt_ctx *ctx, const struct bkt_state *src, struct
         uint64_t s = bm_load_rlx(&e->state);
         if (entry_tag(s) == TAG_FREE)
             continue;
-        uint64_t home = entry_home(entry_hash(e->key, src->seed), cap), d;
-        for (d = 0; d < win; d++) {
-            uint64_t j = home + d >= cap ? home + d - cap : home + d;
+        struct bkt_entry carry = *e; /* unpublished destination: plain copies */
+        carry.state = s & ~ENTRY_BUSY;
+        uint64_t j = entry_home(entry_hash(carry.key, src->seed), cap), dc = 0;
+        for (;;) {
+            if (dc >= win)
+                return -1;
             if (entry_tag(dst[j].state) == TAG_FREE) {
-                dst[j] = *e; /* unpublished file: plain copy */
-                dst[j].state = s & ~ENTRY_BUSY;
+                dst[j] = carry;
+                md = dc > md ? dc : md;
                 break;
             }
+            uint64_t dj = disp_of(dst[j].key, src->seed, cap, j);
+            if (dj < dc) {
+                struct bkt_entry t = dst[j];
+                dst[j] = carry;
+                carry = t;
+                md = dc > md ? dc : md;
+                dc = dj;
+            }
+            j = j + 1 == cap ? 0 : j + 1;
+            dc++;
         }
-        if (d == win)
-            return -1;
-        if (d > md)
-            md = d;
     }
     *max_disp = md;
     return 0;
@@ -190,12 +241,12 @@ static int grow_index(struct bkt *b)
             break;
         }
         struct stor_file *f;
-        err = new_file(b, "idx", IDX_HEADER_BYTES, sizeof(struct bkt_entry), cap, STOR_RANDOM, &f);
+        err = new_file(b, SPARE_INDEX, IDX_HEADER_BYTES, sizeof(struct bkt_entry), cap, STOR_RANDOM | STOR_POPULATE, &f);
         if (err)
             break;
         uint64_t md;
         if (rehash(ctx, st, stor_cell(f, 0), cap, &md) != 0) {
-            stor_file_destroy(f, true);
+            keep_spare(b, SPARE_INDEX, f);
             bm_add_rlx(&ctx->ctr->index_failed_grows, 1);
             continue;
         }
@@ -213,7 +264,7 @@ static int grow_index(struct bkt *b)
         next->entries = stor_cell(f, 0);
         next->cap = cap;
         stor_file_touch(f);
-        publish(b, next, st->index);
+        publish(b, next, st->index, SPARE_INDEX);
         bm_add_rlx(&ctx->ctr->index_grows, 1);
         bm_add_rlx(&ctx->ctr->grow_ns, now_ns() - t0);
         return 0;
@@ -247,9 +298,7 @@ static int grow_data(struct bkt *b, unsigned c)
         goto fail;
     }
     struct stor_file *f;
-    char kind[16];
-    snprintf(kind, sizeof(kind), "d%u", c);
-    err = new_file(b, kind, DATA_HEADER_BYTES, cell, 1ull << pow2, 0, &f);
+    err = new_file(b, SPARE_DATA(c), DATA_HEADER_BYTES, cell, 1ull << pow2, old ? STOR_POPULATE : 0, &f);
     if (err)
         goto fail;
     struct data_header *h = stor_header(f);
@@ -275,7 +324,7 @@ static int grow_data(struct bkt *b, unsigned c)
     next->data_pow2[c] = (uint8_t)pow2;
     stor_file_touch(f);
     b->cursor[c] = 1; /* after a doubling every odd cell is free */
-    publish(b, next, old);
+    publish(b, next, old, SPARE_DATA(c));
     if (old)
         bm_add_rlx(&ctx->ctr->data_grows, 1);
     bm_add_rlx(&ctx->ctr->grow_ns, now_ns() - t0);
@@ -414,19 +463,26 @@ int bkt_lookup(struct bkt *b, const uint64_t k[4], struct bkt_val *out)
     int rc = BM_ENOTFOUND;
     while (st) {
         uint64_t cap = st->cap, home = entry_home(entry_hash(k, st->seed), cap);
-        uint64_t win = bm_load_acq(&idx_hdr(st)->max_disp) + 1, w = window(b->ctx, cap);
-        if (win > w)
-            win = w;
-        __builtin_prefetch(&st->entries[home]);
+        uint64_t *mdp = &idx_hdr(st)->max_disp, md = bm_load_acq(mdp), w = window(b->ctx, cap);
         struct entry_snap s;
-        uint64_t d;
+        uint64_t d = 0, win;
+        __builtin_prefetch(&st->entries[home]);
+    scan:
+        win = md + 1 < w ? md + 1 : w;
         for (d = 0; d < win; d++) {
             uint64_t j = home + d >= cap ? home + d - cap : home + d;
             if (entry_read_if_key(&st->entries[j], k, &s, &retries))
                 break;
         }
-        if (d == win)
+        if (d == win) {
+            /* I2: an entry may have moved past our bound while we scanned. */
+            uint64_t md2 = bm_load_acq(mdp);
+            if (md2 != md) {
+                md = md2;
+                goto scan;
+            }
             break;
+        }
         decode_value(&s, out);
         if (entry_tag(s.state) == TAG_DATA) {
             unsigned c = size_class(out->n);
@@ -472,33 +528,65 @@ static inline void mutation_begin(struct bkt *b)
 
 static inline void mutation_end(struct bkt *b) { bm_store_rel(&b->wseq, b->wseq + 1); }
 
-/* Finds k's slot (*slot, or -1) and the first free slot of its window (*free_slot, or -1). */
-static void find(const struct bkt *b, const uint64_t k[4], int64_t *slot, int64_t *free_slot)
+/* k's slot in the current index, or -1. */
+static int64_t find(const struct bkt *b, const uint64_t k[4])
 {
     const struct bkt_state *st = b->state;
     uint64_t cap = st->cap, home = entry_home(entry_hash(k, st->seed), cap);
     uint64_t win = window(b->ctx, cap), md = idx_hdr(st)->max_disp;
-    *slot = -1;
-    *free_slot = -1;
+    if (md + 1 < win)
+        win = md + 1;
     for (uint64_t d = 0; d < win; d++) {
-        if (d > md && *free_slot >= 0)
-            return; /* no key was ever placed this far out, and we have somewhere to put a new one */
         uint64_t j = home + d >= cap ? home + d - cap : home + d;
         const struct bkt_entry *e = &st->entries[j];
-        if (entry_tag(e->state) == TAG_FREE) {
-            if (*free_slot < 0)
-                *free_slot = (int64_t)j;
-        } else if (key_eq(e->key, k)) {
-            *slot = (int64_t)j;
-            return;
-        }
+        if (entry_tag(e->state) != TAG_FREE && key_eq(e->key, k))
+            return (int64_t)j;
     }
+    return -1;
 }
 
-static uint64_t displacement(const struct bkt_state *st, const uint64_t k[4], uint64_t j)
+#define RH_MAX_PATH 64
+
+/* Plans the Robin Hood insertion of new key k (I2): path[0] is where k goes, path[i] receives the entry
+ * now at path[i-1], and the last slot is free. Returns the path length, or 0 if the window cannot take k
+ * without pushing an entry out of its own window (grow the index). *md: the largest displacement placed. */
+static uint32_t rh_plan(const struct bkt *b, const uint64_t k[4], uint64_t *path, uint64_t *md)
 {
-    uint64_t home = entry_home(entry_hash(k, st->seed), st->cap);
-    return j >= home ? j - home : j + st->cap - home;
+    const struct bkt_state *st = b->state;
+    uint64_t cap = st->cap, win = window(b->ctx, cap);
+    uint64_t j = entry_home(entry_hash(k, st->seed), cap), dc = 0, m = 0;
+    uint32_t n = 0;
+    for (uint64_t steps = 0; steps < cap && dc < win; steps++) {
+        const struct bkt_entry *e = &st->entries[j];
+        if (entry_tag(e->state) == TAG_FREE) {
+            path[n++] = j;
+            *md = dc > m ? dc : m;
+            return n;
+        }
+        uint64_t dj = disp_of(e->key, st->seed, cap, j);
+        if (dj < dc) {
+            if (n == RH_MAX_PATH - 1)
+                return 0;
+            path[n++] = j;
+            m = dc > m ? dc : m;
+            dc = dj;
+        }
+        j = j + 1 == cap ? 0 : j + 1;
+        dc++;
+    }
+    return 0;
+}
+
+/* Copies entry src over dst under dst's seqcount (a Robin Hood move). */
+static void entry_move(struct bkt_entry *dst, const struct bkt_entry *src)
+{
+    entry_write_begin(dst);
+    for (int i = 0; i < 4; i++)
+        entry_set(dst, key[i], src->key[i]);
+    entry_set(dst, rc, src->rc);
+    entry_set(dst, p[0], src->p[0]);
+    entry_set(dst, p[1], src->p[1]);
+    entry_write_end(dst, entry_tag(src->state));
 }
 
 static int ensure_state(struct bkt *b)
@@ -525,19 +613,21 @@ static int write_locked(struct bkt *b, const uint64_t k[4], const void *elems, u
     struct bkt_ctx *ctx = b->ctx;
     bool need_data = n > 1 || (n == 1 && ctx->elem_size > ENTRY_INLINE_MAX);
     unsigned c = size_class(n);
-    uint64_t ref = 0;
-    int64_t slot, free_slot;
+    uint64_t ref = 0, path[RH_MAX_PATH], md = 0;
+    uint32_t plen = 0;
+    int64_t slot;
     int err = ensure_state(b);
     if (err)
         return err;
     bool retried_reclaim = false;
     for (;;) {
-        find(b, k, &slot, &free_slot);
-        if (slot < 0 && free_slot < 0) {
+        slot = find(b, k);
+        if (slot < 0 && (plen = rh_plan(b, k, path, &md)) == 0) {
             if ((err = grow_index(b)))
                 return err;
             continue;
         }
+        /* Data-file steps below never touch the index, so the plan stays valid. */
         if (!need_data)
             break;
         if (!b->state->data[c]) {
@@ -579,17 +669,20 @@ static int write_locked(struct bkt *b, const uint64_t k[4], const void *elems, u
         tag = TAG_EMPTY;
     }
     bool fresh = slot < 0;
-    struct bkt_entry *e = &st->entries[fresh ? free_slot : slot];
+    struct bkt_entry *e = &st->entries[fresh ? path[0] : (uint64_t)slot];
     unsigned oc;
     uint64_t oref;
     int had_cell = fresh ? 0 : entry_cell(e, &oc, &oref);
-    if (fresh) {
-        uint64_t d = displacement(st, k, (uint64_t)free_slot);
-        struct idx_header *h = idx_hdr(st);
-        if (d > h->max_disp)
-            bm_store_rlx(&h->max_disp, d); /* before the entry's release store makes it visible */
-    }
     mutation_begin(b);
+    if (fresh) {
+        struct idx_header *h = idx_hdr(st);
+        if (md > h->max_disp) {
+            bm_store_rlx(&h->max_disp, md); /* I2: before any entry moves past the old bound */
+            bm_fence_rel();
+        }
+        for (uint32_t i = plen - 1; i > 0; i--)
+            entry_move(&st->entries[path[i]], &st->entries[path[i - 1]]);
+    }
     entry_write_begin(e);
     if (fresh)
         for (int i = 0; i < 4; i++)
@@ -614,8 +707,7 @@ static int remove_locked(struct bkt *b, const uint64_t k[4])
     if (!b->state)
         return BM_ENOTFOUND;
     reclaim_ready(b);
-    int64_t slot, free_slot;
-    find(b, k, &slot, &free_slot);
+    int64_t slot = find(b, k);
     if (slot < 0)
         return BM_ENOTFOUND;
     struct bkt_state *st = b->state;
@@ -656,8 +748,7 @@ int bkt_adjref(struct bkt *b, const uint64_t k[4], int delta, uint64_t *out)
     int err = BM_ENOTFOUND;
     wlock(b);
     if (b->state) {
-        int64_t slot, free_slot;
-        find(b, k, &slot, &free_slot);
+        int64_t slot = find(b, k);
         if (slot >= 0) {
             struct bkt_entry *e = &b->state->entries[slot];
             uint64_t rc = e->rc;
@@ -690,8 +781,7 @@ int bkt_update(struct bkt *b, const uint64_t k[4], bm_update_fn fn, void *ctx)
     int err = 0;
     wlock(b);
     if (b->state) {
-        int64_t slot, free_slot;
-        find(b, k, &slot, &free_slot);
+        int64_t slot = find(b, k);
         if (slot >= 0) {
             const struct bkt_entry *e = &b->state->entries[slot];
             struct entry_snap s = {e->state, e->rc, {e->p[0], e->p[1]}};
@@ -847,6 +937,8 @@ void bkt_fini(struct bkt *b)
         bm_free(st);
         b->state = NULL;
     }
+    for (unsigned i = 0; i < 1 + BKT_NCLASS; i++)
+        stor_file_destroy(b->spare[i], true);
 #ifdef BM_READER_RWLOCK
     pthread_rwlock_destroy(&b->rw);
 #endif

@@ -73,8 +73,13 @@ struct bkt_state {
     struct stor_file *data[BKT_NCLASS];
     uint8_t data_pow2[BKT_NCLASS];
     rcu_glue_head rcu;
-    struct stor_file *retired; /* the storage this state replaced: destroyed with this state's predecessor */
+    struct bkt *owner;
+    struct stor_file *retired; /* a storage the successor state replaced: recycled after a grace period */
+    unsigned retired_slot;     /* SPARE_INDEX or SPARE_DATA(c) */
 };
+
+#define SPARE_INDEX 0u
+#define SPARE_DATA(c) (1u + (c))
 
 /* Map-wide counters the buckets update (relaxed atomics). */
 struct bkt_counters {
@@ -111,6 +116,8 @@ struct bkt {
     uint64_t reclaim_target;
     uint32_t reclaim_inflight; /* atomic */
     rcu_glue_head reclaim_rcu;
+    /* atomic: one retired file per kind, kept (unmapped) for the next grow to recycle */
+    struct stor_file *spare[1 + BKT_NCLASS];
 } __attribute__((aligned(BM_CACHELINE)));
 
 /* A value found by a reader. elems points into the mapping (DATA) or into inl (INLINE); valid inside the

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -24,7 +25,7 @@ static char *join_path(const char *dir, const char *name)
 
 static int map_fd(struct stor_file *f, unsigned flags)
 {
-    void *m = mmap(NULL, f->map_len, PROT_READ | PROT_WRITE, MAP_SHARED, f->fd, 0);
+    void *m = mmap(NULL, f->map_len, PROT_READ | PROT_WRITE, MAP_SHARED | ((flags & STOR_POPULATE) ? MAP_POPULATE : 0), f->fd, 0);
     if (m == MAP_FAILED)
         return -errno;
     if (flags & STOR_RANDOM)
@@ -32,6 +33,8 @@ static int map_fd(struct stor_file *f, unsigned flags)
     f->base = m;
     return 0;
 }
+
+static int size_file(int fd, size_t len, unsigned flags);
 
 static struct stor_file *file_new(const char *dir, const char *name, int drive, uint32_t header_bytes,
                                   uint32_t cell_size)
@@ -78,10 +81,7 @@ int stor_file_create(const char *dir, const char *name, int drive, uint32_t head
         return err;
     }
     f->created = true;
-    if (flags & STOR_NO_PREALLOC)
-        err = ftruncate(f->fd, (off_t)f->map_len) ? -errno : 0;
-    else
-        err = -posix_fallocate(f->fd, 0, (off_t)f->map_len);
+    err = size_file(f->fd, f->map_len, flags);
     if (!err)
         err = map_fd(f, flags);
     if (err) {
@@ -144,6 +144,41 @@ void stor_file_destroy(struct stor_file *f, bool unlink_it)
     if (unlink_it && f->created)
         unlink(f->path);
     file_free(f);
+}
+
+void stor_file_unmap(struct stor_file *f)
+{
+    if (f->base)
+        munmap(f->base, f->map_len);
+    f->base = NULL;
+}
+
+static int size_file(int fd, size_t len, unsigned flags)
+{
+    if (flags & STOR_NO_PREALLOC)
+        return ftruncate(fd, (off_t)len) ? -errno : 0;
+    return -posix_fallocate(fd, 0, (off_t)len);
+}
+
+int stor_file_recycle(struct stor_file *f, uint64_t ncells, unsigned flags)
+{
+    if (ncells == 0 || ncells > (SIZE_MAX - f->header_bytes) / f->cell_size)
+        return -EFBIG;
+    size_t len = f->header_bytes + (size_t)ncells * f->cell_size;
+    /* Zeroing by converting extents to unwritten writes no data; where unsupported (tmpfs), truncate. */
+    int err = 0;
+    if ((flags & STOR_NO_PREALLOC) || fallocate(f->fd, FALLOC_FL_ZERO_RANGE, 0, (off_t)f->map_len) != 0)
+        err = ftruncate(f->fd, 0) ? -errno : 0;
+    if (!err && len < f->map_len)
+        err = ftruncate(f->fd, (off_t)len) ? -errno : 0;
+    if (!err)
+        err = size_file(f->fd, len, flags);
+    if (err)
+        return err;
+    f->ncells = ncells;
+    f->map_len = len;
+    __atomic_store_n(&f->dirty, 0, __ATOMIC_RELAXED);
+    return map_fd(f, flags);
 }
 
 int stor_file_msync(struct stor_file *f)

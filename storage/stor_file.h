@@ -37,6 +37,7 @@ struct stor_file {
 enum stor_create_flags {
     STOR_NO_PREALLOC = 1u << 0, /* sparse file (ftruncate) instead of fallocate */
     STOR_RANDOM = 1u << 1,      /* madvise(MADV_RANDOM): probe-heavy index files */
+    STOR_POPULATE = 1u << 2,    /* prefault the whole mapping now: a grow is about to write all of it */
 };
 
 /* Creates dir/name exclusively (never overwrites a file), sizes it for ncells cells, maps it. Returns 0 or a
@@ -51,6 +52,14 @@ int stor_file_open(const char *dir, const char *name, int drive, uint32_t header
 
 /* Unmaps and closes; unlinks the file too when unlink_it and this process created it. NULL is ignored. */
 void stor_file_destroy(struct stor_file *f, bool unlink_it);
+
+/* Drops the mapping but keeps the file and its fd, for stor_file_recycle. */
+void stor_file_unmap(struct stor_file *f);
+
+/* Turns an unmapped file into a fresh, zeroed one of ncells cells and maps it: much cheaper than creating
+ * and unlinking a file per grow (no inode or directory updates). Returns 0 or a negated errno; on error the
+ * file is left unmapped. */
+int stor_file_recycle(struct stor_file *f, uint64_t ncells, unsigned flags);
 
 /* Synchronous msync(MS_SYNC) of the whole mapping. Returns 0 or a negated errno. */
 int stor_file_msync(struct stor_file *f);
