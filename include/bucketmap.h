@@ -62,6 +62,7 @@ enum bm_error {
     BM_ELOCKED = -10009,   /* the drive set is in use by another open map */
     BM_EFAILED = -10010,   /* an earlier I/O error made the map read-only (sticky) */
     BM_ENOSPACE = -10011,  /* a bucket cannot grow further (index or data file at its size limit) */
+    BM_ENORESTART = -10012, /* restart_path is missing but the drives hold this kind of map's files */
 };
 
 typedef struct bm_key {
@@ -120,6 +121,8 @@ typedef struct bm_stats {
     uint64_t flush_ns;          /* nanoseconds spent in flushes */
     uint64_t files_flushed;     /* files synced by flushes */
     uint64_t reader_retries;    /* reads retried because a writer changed the entry meanwhile */
+    uint64_t orphan_files_removed; /* at open: leftover files of unfinished grows removed */
+    uint64_t undo_replayed;     /* at open: buckets whose cut-short mutation was rolled back */
 } bm_stats;
 
 /* Opens (creates, or with a valid restart file reopens) a map and stores it in *out.
@@ -185,6 +188,75 @@ const char *bm_strerror(int err);
 /* Shard of a key for a map with max_buckets buckets (the top log2(max_buckets) bits of key bytes 0..7 read
  * big-endian). Returns 0 for invalid arguments. */
 uint32_t bm_bucket_of(const bm_key *k, uint32_t max_buckets);
+
+
+/* ---- Persistence and inspection ----------------------------------------------------------------------
+ *
+ * A map opened with a restart_path is persistent. The first bm_open creates the restart file (the map's
+ * identity: format, elem_size, max_buckets, max_search, drive count); later opens validate it and map the
+ * existing files again (time proportional to the number of files, not entries). Every file is
+ * self-describing, so after a crash (SIGKILL) open finds each bucket's newest complete files, replays the
+ * bucket's undo record if a mutation was cut short, and removes files of grows that were under way.
+ * While open, the drives are locked (flock on DRIVE/.bucketmap.lock): a second opener gets BM_ELOCKED.
+ * To start over: delete the restart file and the map's *.bm files in the drive directories.
+ */
+
+typedef struct bm_restart_info {
+    uint32_t format;      /* restart file format version */
+    uint32_t elem_size;
+    uint32_t max_buckets;
+    uint32_t max_search;
+    uint32_t n_drives;
+} bm_restart_info;
+
+/* Reads and checks a restart file without opening the map (so a tool can open it with the right config).
+ * Errors: BM_EINVAL, -ENOENT and other negated errno, BM_ECORRUPT (truncated or bad checksum), BM_EVERSION. */
+int bm_read_restart_info(const char *restart_path, bm_restart_info *out);
+
+#define BM_FILE_NAME_MAX 96
+
+typedef struct bm_file_info {
+    char name[BM_FILE_NAME_MAX]; /* file name inside its drive directory */
+    uint32_t drive;              /* index into bm_config.drives */
+    uint32_t cls;                /* data files: size class (holds up to 2^cls elements); index files: 0 */
+    uint64_t cells;              /* capacity in entries (index) or cells (data) */
+    uint64_t used;               /* occupied entries / cells */
+    uint64_t bytes;              /* file size */
+} bm_file_info;
+
+typedef struct bm_bucket_info {
+    uint32_t bucket;
+    uint32_t allocated;          /* 0: the bucket has no files yet (nothing below is set) */
+    uint64_t seed;
+    uint64_t max_disp;           /* longest probe displacement in the index */
+    bm_file_info index;
+    uint32_t n_data;             /* valid entries in data[] */
+    bm_file_info data[32];
+} bm_bucket_info;
+
+/* Number of buckets of m (max_buckets), 0 for NULL. */
+uint32_t bm_bucket_count(bm_map *m);
+
+/* Describes bucket `bucket`. Lock-free. Errors: BM_EINVAL (NULL, bucket >= bm_bucket_count). */
+int bm_bucket_info_get(bm_map *m, uint32_t bucket, bm_bucket_info *out);
+
+typedef struct bm_verify_report {
+    uint64_t entries;            /* occupied index entries checked */
+    uint64_t bad_entry_sums;     /* entries whose checksum does not match (torn by a power loss) */
+    uint64_t bad_cells;          /* data cells whose checksum does not match */
+    uint64_t bad_refs;           /* entries referring to a free or out-of-range data cell */
+    uint64_t misplaced;          /* keys outside their probe window, or present twice */
+    uint64_t orphan_cells;       /* cells marked used that no entry refers to (and not awaiting reuse) */
+    uint64_t count_mismatches;   /* buckets whose recorded count differs from their occupied entries */
+    uint64_t zero_refcounts;     /* entries with refcount 0 (legal; reported for information) */
+    uint64_t orphan_files_removed; /* at the last open: files of unfinished grows or older generations */
+    uint64_t undo_replayed;      /* at the last open: buckets whose cut-short mutation was rolled back */
+} bm_verify_report;
+
+/* Checks every entry, cell and count of m against each other (takes each bucket's write lock in turn, so
+ * writers of that bucket wait; readers do not). Returns 0 when clean, BM_ECORRUPT when any of the
+ * problem counters (bad_*, misplaced, orphan_cells, count_mismatches) is nonzero, BM_EINVAL for NULLs. */
+int bm_verify(bm_map *m, bm_verify_report *out);
 
 #ifdef __cplusplus
 }

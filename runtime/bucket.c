@@ -154,13 +154,16 @@ static int create_index(struct bkt *b)
         return -ENOMEM;
     }
     struct idx_header *h = stor_header(f);
-    h->magic = IDX_MAGIC;
+    h->gen = bm_add_rlx(&b->ctx->next_gen, 1);
     h->format = IDX_FORMAT;
     h->elem_size = b->ctx->elem_size;
     h->capacity = cap;
     h->seed = random_seed();
     h->bucket = b->ix;
     h->max_search = b->ctx->max_search;
+    h->undo.cell_cls = UNDO_NO_CELL;
+    bm_fence_rel();
+    h->magic = IDX_MAGIC; /* complete */
     st->index = f;
     st->entries = stor_cell(f, 0);
     st->cap = cap;
@@ -258,8 +261,17 @@ static int grow_index(struct bkt *b)
         }
         struct idx_header *h = stor_header(f);
         memcpy(h, idx_hdr(st), sizeof(*h));
+        h->magic = 0;
+        h->gen = bm_add_rlx(&ctx->next_gen, 1);
         h->capacity = cap;
         h->max_disp = md;
+        bm_fence_rel();
+        h->magic = IDX_MAGIC; /* complete: from here on this file is the bucket's newest */
+        if (ctx->durable_grows && (err = stor_file_sync(f))) {
+            stor_file_destroy(f, true);
+            bm_free(next);
+            break;
+        }
         next->index = f;
         next->entries = stor_cell(f, 0);
         next->cap = cap;
@@ -302,22 +314,27 @@ static int grow_data(struct bkt *b, unsigned c)
     if (err)
         goto fail;
     struct data_header *h = stor_header(f);
-    h->magic = DATA_MAGIC;
+    h->gen = bm_add_rlx(&ctx->next_gen, 1);
     h->cls = c;
     h->elem_size = ctx->elem_size;
     h->pow2 = pow2;
     h->bucket = b->ix;
     if (old) {
+        h->used = ((struct data_header *)stor_header(old))->used;
         for (uint64_t i = 0; i < old->ncells; i++) {
             const uint8_t *src = stor_cell(old, i);
             if (*(const uint64_t *)src & CELL_OCCUPIED)
                 memcpy(stor_cell(f, i << 1), src, cell);
         }
     }
+    bm_fence_rel();
+    h->magic = DATA_MAGIC; /* complete */
     struct bkt_state *next = state_clone(st);
-    if (!next) {
+    if (!next || (ctx->durable_grows && (err = stor_file_sync(f)))) {
         stor_file_destroy(f, true);
-        err = -ENOMEM;
+        bm_free(next);
+        if (!err)
+            err = -ENOMEM;
         goto fail;
     }
     next->data[c] = f;
@@ -337,20 +354,30 @@ fail:
 /* ------------------------------------------------------------------------------------------------------ */
 /* Data cells and their deferred reuse                                                                     */
 
-static int alloc_cell(struct bkt *b, unsigned c, uint64_t *ref)
+static inline struct data_header *data_hdr(const struct bkt_state *st, unsigned c)
+{
+    return stor_header(st->data[c]);
+}
+
+static void set_used(struct bkt *b, unsigned c, uint64_t used)
+{
+    data_hdr(b->state, c)->used = used;
+    bm_store_rlx(&b->used[c], used);
+}
+
+/* Finds a free cell of class c without claiming it (the commit claims it, under the undo record). */
+static int find_cell(struct bkt *b, unsigned c, uint64_t *ref)
 {
     const struct bkt_state *st = b->state;
     struct stor_file *f = st->data[c];
-    if (b->used[c] >= f->ncells)
+    if (data_hdr(st, c)->used >= f->ncells)
         return -1;
     uint64_t n = f->ncells, i = b->cursor[c] % n;
     uint64_t scan = n < ALLOC_SCAN ? n : ALLOC_SCAN;
     for (uint64_t k = 0; k < scan; k++, i = i + 1 == n ? 0 : i + 1) {
-        uint64_t *hdr = stor_cell(f, i);
+        const uint64_t *hdr = stor_cell(f, i);
         if (!(*hdr & CELL_OCCUPIED)) {
-            *hdr = CELL_OCCUPIED;
             b->cursor[c] = (uint32_t)(i + 1);
-            b->used[c]++;
             *ref = DATA_REF(st->data_pow2[c], i);
             return 0;
         }
@@ -362,7 +389,7 @@ static int alloc_cell(struct bkt *b, unsigned c, uint64_t *ref)
 static void release_cell(struct bkt *b, unsigned c, uint64_t ref)
 {
     *(uint64_t *)cell_at(b->state, c, ref) = 0;
-    b->used[c]--;
+    set_used(b, c, data_hdr(b->state, c)->used - 1);
     stor_file_touch(b->state->data[c]);
 }
 
@@ -400,8 +427,7 @@ static void reclaim_all_now(struct bkt *b)
 static void defer_free(struct bkt *b, unsigned c, uint64_t ref)
 {
     struct idx_header *h = idx_hdr(b->state);
-    if (h->free_tail - h->free_head == FREE_RING)
-        reclaim_all_now(b);
+    /* make_ring_room() ran before the commit began: there is a free ring slot. */
     uint32_t slot = (uint32_t)(h->free_tail % FREE_RING);
     h->free_ring[slot].cls = c;
     h->free_ring[slot].ref = ref;
@@ -411,6 +437,44 @@ static void defer_free(struct bkt *b, unsigned c, uint64_t ref)
         b->reclaim_target = h->free_tail;
         rcu_glue_defer(&b->reclaim_rcu, reclaim_cb);
     }
+}
+
+/* A commit may push one cell on the ring; make sure it will not have to wait for a grace period there. */
+static void make_ring_room(struct bkt *b)
+{
+    struct idx_header *h = idx_hdr(b->state);
+    if (h->free_tail - h->free_head == FREE_RING)
+        reclaim_all_now(b);
+}
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* Undo record (crash consistency, see bucket.h)                                                           */
+
+static void undo_begin(struct bkt *b, const uint64_t *slots, uint32_t n, unsigned cls, uint64_t ref)
+{
+    struct bkt_state *st = b->state;
+    struct idx_header *h = idx_hdr(st);
+    struct undo_rec *u = &h->undo;
+    u->nslots = n;
+    for (uint32_t i = 0; i < n; i++) {
+        u->slots[i] = slots[i];
+        u->old[i] = st->entries[slots[i]];
+    }
+    u->cell_cls = cls;
+    u->cell_ref = ref;
+    u->cell_used = cls == UNDO_NO_CELL ? 0 : data_hdr(st, cls)->used;
+    u->count = h->count;
+    u->free_tail = h->free_tail;
+    /* The record must be complete before it is armed, and armed before the first live store. */
+    bm_fence_rel();
+    bm_store_rlx(&u->active, 1);
+    bm_fence_rel();
+}
+
+static void undo_end(struct bkt *b)
+{
+    bm_fence_rel();
+    bm_store_rlx(&idx_hdr(b->state)->undo.active, 0);
 }
 
 /* ------------------------------------------------------------------------------------------------------ */
@@ -487,7 +551,12 @@ int bkt_lookup(struct bkt *b, const uint64_t k[4], struct bkt_val *out)
         if (entry_tag(s.state) == TAG_DATA) {
             unsigned c = size_class(out->n);
             if (!st->data[c] || DATA_REF_POW2(s.p[0]) > st->data_pow2[c]) {
-                st = rcu_glue_deref(b->state); /* I5: the writer published a newer state first */
+                const struct bkt_state *cur = rcu_glue_deref(b->state);
+                if (cur == st) {
+                    rc = BM_ECORRUPT; /* a ref no state can resolve: damaged file (bmctl verify) */
+                    break;
+                }
+                st = cur; /* I5: the writer published a newer state first */
                 continue;
             }
             out->elems = cell_at(st, c, s.p[0]) + CELL_HEADER;
@@ -544,8 +613,6 @@ static int64_t find(const struct bkt *b, const uint64_t k[4])
     }
     return -1;
 }
-
-#define RH_MAX_PATH 64
 
 /* Plans the Robin Hood insertion of new key k (I2): path[0] is where k goes, path[i] receives the entry
  * now at path[i-1], and the last slot is free. Returns the path length, or 0 if the window cannot take k
@@ -635,7 +702,7 @@ static int write_locked(struct bkt *b, const uint64_t k[4], const void *elems, u
                 return err;
             continue;
         }
-        if (alloc_cell(b, c, &ref) == 0)
+        if (find_cell(b, c, &ref) == 0)
             break;
         struct idx_header *h = idx_hdr(b->state);
         if (!retried_reclaim && h->free_tail != h->free_head) {
@@ -648,13 +715,22 @@ static int write_locked(struct bkt *b, const uint64_t k[4], const void *elems, u
             return err;
     }
 
+    bool fresh = slot < 0;
+    if (!fresh)
+        path[0] = (uint64_t)slot;
+    make_ring_room(b);
+
     /* Commit (I4: nothing below can fail). */
     struct bkt_state *st = b->state;
+    undo_begin(b, path, fresh ? plen : 1, need_data ? c : UNDO_NO_CELL, ref);
     uint64_t p0 = 0, p1 = 0;
     unsigned tag;
     if (need_data) {
         uint8_t *cell = cell_at(st, c, ref);
-        memcpy(cell + CELL_HEADER, elems, (size_t)n * ctx->elem_size);
+        size_t bytes = (size_t)n * ctx->elem_size;
+        memcpy(cell + CELL_HEADER, elems, bytes);
+        *(uint64_t *)cell = CELL_OCCUPIED | (uint64_t)cell_sum(cell + CELL_HEADER, bytes) << 32;
+        set_used(b, c, data_hdr(st, c)->used + 1);
         stor_file_touch(st->data[c]);
         tag = TAG_DATA;
         p0 = ref;
@@ -668,8 +744,7 @@ static int write_locked(struct bkt *b, const uint64_t k[4], const void *elems, u
     } else {
         tag = TAG_EMPTY;
     }
-    bool fresh = slot < 0;
-    struct bkt_entry *e = &st->entries[fresh ? path[0] : (uint64_t)slot];
+    struct bkt_entry *e = &st->entries[path[0]];
     unsigned oc;
     uint64_t oref;
     int had_cell = fresh ? 0 : entry_cell(e, &oc, &oref);
@@ -698,6 +773,7 @@ static int write_locked(struct bkt *b, const uint64_t k[4], const void *elems, u
         idx_hdr(st)->count++;
         bm_add_rlx(&b->count, 1);
     }
+    undo_end(b);
     stor_file_touch(st->index);
     return 0;
 }
@@ -710,11 +786,14 @@ static int remove_locked(struct bkt *b, const uint64_t k[4])
     int64_t slot = find(b, k);
     if (slot < 0)
         return BM_ENOTFOUND;
+    make_ring_room(b);
     struct bkt_state *st = b->state;
     struct bkt_entry *e = &st->entries[slot];
     unsigned oc;
     uint64_t oref;
     int had_cell = entry_cell(e, &oc, &oref);
+    uint64_t us = (uint64_t)slot;
+    undo_begin(b, &us, 1, UNDO_NO_CELL, 0);
     mutation_begin(b);
     entry_write_begin(e);
     entry_write_end(e, TAG_FREE);
@@ -723,6 +802,7 @@ static int remove_locked(struct bkt *b, const uint64_t k[4])
         defer_free(b, oc, oref);
     idx_hdr(st)->count--;
     bm_sub_rlx(&b->count, 1);
+    undo_end(b);
     stor_file_touch(st->index);
     return 0;
 }
@@ -756,11 +836,14 @@ int bkt_adjref(struct bkt *b, const uint64_t k[4], int delta, uint64_t *out)
                 err = BM_EOVERFLOW;
             } else {
                 rc = delta > 0 ? rc + 1 : rc - 1;
+                uint64_t us = (uint64_t)slot;
+                undo_begin(b, &us, 1, UNDO_NO_CELL, 0);
                 mutation_begin(b);
                 entry_write_begin(e);
                 entry_set(e, rc, rc);
                 entry_write_end(e, entry_tag(e->state));
                 mutation_end(b);
+                undo_end(b);
                 stor_file_touch(b->state->index);
                 if (out)
                     *out = rc;
@@ -907,6 +990,78 @@ void bkt_for_each_file(struct bkt *b, void (*fn)(struct stor_file *f, bool is_in
     rcu_glue_read_unlock();
 }
 
+/* A ring entry or undo cell that names a cell the files actually have. */
+static bool cell_ref_ok(const struct bkt_state *st, uint64_t cls, uint64_t ref)
+{
+    if (cls >= BKT_NCLASS || !st->data[cls] || DATA_REF_POW2(ref) > st->data_pow2[cls])
+        return false;
+    return (DATA_REF_OFF(ref) << (st->data_pow2[cls] - DATA_REF_POW2(ref))) < st->data[cls]->ncells;
+}
+
+int bkt_adopt(struct bkt *b, struct stor_file *index, struct stor_file *data[BKT_NCLASS])
+{
+    struct bkt_ctx *ctx = b->ctx;
+    struct idx_header *h = stor_header(index);
+    if (h->capacity != index->ncells || h->bucket != b->ix || h->elem_size != ctx->elem_size ||
+        index->cell_size != sizeof(struct bkt_entry) || h->free_tail - h->free_head > FREE_RING ||
+        h->undo.nslots > RH_MAX_PATH)
+        return BM_ECORRUPT;
+    struct bkt_state *st = state_clone(NULL);
+    if (!st)
+        return -ENOMEM;
+    st->index = index;
+    st->entries = stor_cell(index, 0);
+    st->cap = index->ncells;
+    st->seed = h->seed;
+    for (unsigned c = 0; c < BKT_NCLASS; c++) {
+        struct stor_file *f = data[c];
+        if (!f)
+            continue;
+        struct data_header *dh = stor_header(f);
+        if (dh->cls != c || dh->pow2 > MAX_DATA_POW2 || (1ull << dh->pow2) != f->ncells ||
+            f->cell_size != ctx->data_cell_size[c] || dh->used > f->ncells) {
+            bm_free(st);
+            return BM_ECORRUPT;
+        }
+        st->data[c] = f;
+        st->data_pow2[c] = (uint8_t)dh->pow2;
+    }
+    st->owner = b;
+    b->state = st;
+    struct undo_rec *u = &h->undo;
+    if (u->active) {
+        /* A mutation was cut short: put back every slot it touched, as it was. */
+        for (uint32_t i = 0; i < u->nslots; i++) {
+            if (u->slots[i] >= st->cap)
+                continue;
+            st->entries[u->slots[i]] = u->old[i];
+            st->entries[u->slots[i]].state &= ~ENTRY_BUSY;
+        }
+        h->count = u->count;
+        h->free_tail = u->free_tail;
+        if (u->cell_cls != UNDO_NO_CELL && cell_ref_ok(st, u->cell_cls, u->cell_ref)) {
+            *(uint64_t *)cell_at(st, u->cell_cls, u->cell_ref) = 0;
+            data_hdr(st, u->cell_cls)->used = u->cell_used;
+        }
+        u->active = 0;
+        bm_add_rlx(&ctx->ctr->undo_replayed, 1);
+    }
+    /* Nobody can be reading yet: every cell awaiting a grace period is free now. */
+    while (h->free_head < h->free_tail) {
+        uint32_t slot = (uint32_t)(h->free_head % FREE_RING);
+        if (cell_ref_ok(st, h->free_ring[slot].cls, h->free_ring[slot].ref))
+            release_cell(b, (unsigned)h->free_ring[slot].cls, h->free_ring[slot].ref);
+        h->free_head++;
+    }
+    for (unsigned c = 0; c < BKT_NCLASS; c++)
+        if (st->data[c])
+            bm_store_rlx(&b->used[c], data_hdr(st, c)->used);
+    bm_store_rlx(&b->count, h->count);
+    bm_store_rlx(&b->reclaim_upto, h->free_tail);
+    stor_file_touch(index);
+    return 0;
+}
+
 int bkt_init(struct bkt *b, struct bkt_ctx *ctx, uint32_t ix)
 {
     memset(b, 0, sizeof(*b));
@@ -943,4 +1098,117 @@ void bkt_fini(struct bkt *b)
     pthread_rwlock_destroy(&b->rw);
 #endif
     pthread_mutex_destroy(&b->lock);
+}
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* Inspection                                                                                              */
+
+static void file_info(const struct stor_file *f, uint32_t cls, uint64_t used, bm_file_info *out)
+{
+    snprintf(out->name, sizeof(out->name), "%s", f->name);
+    out->drive = (uint32_t)f->drive;
+    out->cls = cls;
+    out->cells = f->ncells;
+    out->used = used;
+    out->bytes = f->map_len;
+}
+
+int bkt_info(struct bkt *b, bm_bucket_info *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->bucket = b->ix;
+    rcu_glue_read_lock();
+    const struct bkt_state *st = rcu_glue_deref(b->state);
+    if (st) {
+        const struct idx_header *h = idx_hdr(st);
+        out->allocated = 1;
+        out->seed = st->seed;
+        out->max_disp = bm_load_rlx(&h->max_disp);
+        file_info(st->index, 0, bm_load_rlx(&b->count), &out->index);
+        for (unsigned c = 0; c < BKT_NCLASS; c++)
+            if (st->data[c])
+                file_info(st->data[c], c, bm_load_rlx(&b->used[c]), &out->data[out->n_data++]);
+    }
+    rcu_glue_read_unlock();
+    return 0;
+}
+
+/* Marks cell i of class c as referenced; 1 if it already was (two entries share a cell). */
+static int mark_ref(uint8_t **seen, unsigned c, uint64_t i)
+{
+    int was = (seen[c][i >> 3] >> (i & 7)) & 1;
+    seen[c][i >> 3] |= (uint8_t)(1u << (i & 7));
+    return was;
+}
+
+void bkt_verify(struct bkt *b, bm_verify_report *r)
+{
+    wlock(b);
+    struct bkt_state *st = b->state;
+    if (!st) {
+        wunlock(b);
+        return;
+    }
+    struct bkt_ctx *ctx = b->ctx;
+    struct idx_header *h = idx_hdr(st);
+    uint8_t *seen[BKT_NCLASS] = {0};
+    for (unsigned c = 0; c < BKT_NCLASS; c++)
+        if (st->data[c] && !(seen[c] = bm_calloc((st->data[c]->ncells + 7) / 8, 1)))
+            r->bad_cells++; /* out of memory: reported as unverifiable rather than clean */
+    uint64_t occupied = 0, win = window(ctx, st->cap);
+    for (uint64_t i = 0; i < st->cap; i++) {
+        const struct bkt_entry *e = &st->entries[i];
+        unsigned tag = entry_tag(e->state);
+        if (tag == TAG_FREE)
+            continue;
+        occupied++;
+        r->entries++;
+        if ((e->state & ENTRY_BUSY) || (uint32_t)(e->state >> 32) != entry_sum(tag, e->key, e->rc, e->p[0], e->p[1]))
+            r->bad_entry_sums++;
+        uint64_t d = disp_of(e->key, st->seed, st->cap, i);
+        if (d >= win || d > h->max_disp || find(b, e->key) != (int64_t)i)
+            r->misplaced++;
+        if (e->rc == 0)
+            r->zero_refcounts++;
+        if (tag != TAG_DATA)
+            continue;
+        uint32_t n = (uint32_t)e->p[1];
+        unsigned c = size_class(n);
+        if (n > ctx->max_elems || !cell_ref_ok(st, c, e->p[0])) {
+            r->bad_refs++;
+            continue;
+        }
+        uint64_t ci = DATA_REF_OFF(e->p[0]) << (st->data_pow2[c] - DATA_REF_POW2(e->p[0]));
+        const uint8_t *cell = stor_cell(st->data[c], ci);
+        uint64_t hdr = *(const uint64_t *)cell;
+        if (!(hdr & CELL_OCCUPIED) || (seen[c] && mark_ref(seen, c, ci)))
+            r->bad_refs++;
+        else if ((uint32_t)(hdr >> 32) != cell_sum(cell + CELL_HEADER, (size_t)n * ctx->elem_size))
+            r->bad_cells++;
+    }
+    if (occupied != h->count)
+        r->count_mismatches++;
+    /* Cells awaiting reuse are legitimately unreferenced. */
+    for (uint64_t p = h->free_head; p < h->free_tail; p++) {
+        uint32_t slot = (uint32_t)(p % FREE_RING);
+        uint64_t c = h->free_ring[slot].cls, ref = h->free_ring[slot].ref;
+        if (cell_ref_ok(st, c, ref) && seen[c])
+            mark_ref(seen, (unsigned)c, DATA_REF_OFF(ref) << (st->data_pow2[c] - DATA_REF_POW2(ref)));
+    }
+    for (unsigned c = 0; c < BKT_NCLASS; c++) {
+        if (!st->data[c] || !seen[c])
+            continue;
+        uint64_t used = 0;
+        for (uint64_t i = 0; i < st->data[c]->ncells; i++) {
+            if (!(*(const uint64_t *)stor_cell(st->data[c], i) & CELL_OCCUPIED))
+                continue;
+            used++;
+            if (!((seen[c][i >> 3] >> (i & 7)) & 1))
+                r->orphan_cells++;
+        }
+        if (used != data_hdr(st, c)->used)
+            r->count_mismatches++;
+        bm_free(seen[c]);
+    }
+    wunlock(b);
 }

@@ -23,18 +23,40 @@
 #define BKT_NCLASS 23 /* classes 0..22: 2^22 one-byte elements = BM_MAX_VALUE_BYTES */
 _Static_assert((1u << (BKT_NCLASS - 1)) >= BM_MAX_VALUE_BYTES, "a class for the largest value");
 
-#define IDX_HEADER_BYTES STOR_PAGE
+#define IDX_HEADER_BYTES (2 * STOR_PAGE)
 #define DATA_HEADER_BYTES STOR_PAGE
 #define IDX_MAGIC 0x3130305844494d42ull  /* "BMIDX001" */
 #define DATA_MAGIC 0x3130305441444d42ull /* "BMDAT001" */
 #define IDX_FORMAT 1u
 #define FREE_RING 128u
+#define RH_MAX_PATH 32u /* longest Robin Hood move chain, and so the most slots one mutation touches */
+#define UNDO_NO_CELL 0xffffffffu
+
+/*
+ * Undo record: written before a mutation touches any live entry, cleared after its last store. A process
+ * killed in between leaves it active, and the next open rolls the bucket back: the old contents of every
+ * touched slot, the count, the free-ring tail, and the data cell the mutation had claimed. Mappings are
+ * shared, so after a SIGKILL the page cache holds every store made before it, in program order.
+ */
+struct undo_rec {
+    uint64_t active;
+    uint32_t nslots;
+    uint32_t cell_cls; /* UNDO_NO_CELL, or the class of the cell this mutation claimed */
+    uint64_t cell_ref;
+    uint64_t cell_used; /* that data file's used count before the claim */
+    uint64_t count;
+    uint64_t free_tail;
+    uint64_t slots[RH_MAX_PATH];
+    struct bkt_entry old[RH_MAX_PATH];
+};
 #define CELL_OCCUPIED 1ull
 #define CELL_HEADER 8u
 
-/* Page 0 of every index file. Durable per-bucket state that is not an entry. */
+/* The first pages of every index file. Durable per-bucket state that is not an entry. magic is written
+ * last when a file is built: a file without it is an unfinished grow, removed at the next open. */
 struct idx_header {
     uint64_t magic;
+    uint64_t gen; /* map-wide build counter: at open, a bucket's newest complete index file wins */
     uint32_t format;
     uint32_t elem_size;
     uint64_t capacity;
@@ -47,21 +69,23 @@ struct idx_header {
      * the file so that cells freed just before a crash are reclaimed at the next open, not leaked. */
     uint64_t free_head;
     uint64_t free_tail;
-    uint64_t intent[16]; /* reserved for the persistence layer's per-bucket intent record */
     struct {
         uint64_t cls;
         uint64_t ref;
     } free_ring[FREE_RING];
+    struct undo_rec undo __attribute__((aligned(64)));
 };
 _Static_assert(sizeof(struct idx_header) <= IDX_HEADER_BYTES, "index header fits its page");
 
-/* Page 0 of every data file. */
+/* Page 0 of every data file; magic written last, as for index files. */
 struct data_header {
     uint64_t magic;
+    uint64_t gen;
     uint32_t cls;
     uint32_t elem_size;
     uint32_t pow2;
     uint32_t bucket;
+    uint64_t used; /* occupied cells, pending frees included */
 };
 
 /* What a bucket is made of at one instant. Immutable once published; replaced whole by a grow. */
@@ -84,6 +108,7 @@ struct bkt_state {
 /* Map-wide counters the buckets update (relaxed atomics). */
 struct bkt_counters {
     uint64_t index_grows, index_failed_grows, data_grows, grow_errors, grow_ns, reader_retries;
+    uint64_t orphan_files_removed, undo_replayed;
 };
 
 /* Settings shared by all buckets of a map. */
@@ -94,6 +119,8 @@ struct bkt_ctx {
     uint32_t max_elems;   /* BM_MAX_VALUE_BYTES / elem_size */
     unsigned file_flags;  /* STOR_* for new files */
     bool temporary;       /* unlink every file at close */
+    bool durable_grows;   /* persistent map: a grown file is synced before it replaces the old one */
+    uint64_t next_gen;    /* atomic: build counter for file headers */
     struct stor_drives *drives;
     struct bkt_counters *ctr;
 };
@@ -111,7 +138,7 @@ struct bkt {
     uint64_t count; /* atomic; bm_count sums these */
     uint32_t ix;
     uint32_t cursor[BKT_NCLASS];
-    uint64_t used[BKT_NCLASS]; /* occupied data cells per class, pending frees included */
+    uint64_t used[BKT_NCLASS]; /* atomic mirror of each data header's used count, for lock-free stats */
     uint64_t reclaim_upto;     /* atomic: ring position whose grace period has elapsed */
     uint64_t reclaim_target;
     uint32_t reclaim_inflight; /* atomic */
@@ -151,6 +178,15 @@ struct snap_buf;
 int bkt_snapshot(struct bkt *b, struct snap_buf *buf);
 
 /* Visits the current files (for stats and flush). Takes its own read-side section; fn must not block long. */
+/* Open-time recovery of a bucket whose files were found on disk (no other thread runs): adopts index and
+ * data files (NULL where absent), rolls back an active undo record, frees the free ring, restores counts.
+ * Returns 0 or BM_ECORRUPT when the files contradict each other. */
+int bkt_adopt(struct bkt *b, struct stor_file *index, struct stor_file *data[BKT_NCLASS]);
+
+/* Inspection (runtime/inspect.c). */
+int bkt_info(struct bkt *b, bm_bucket_info *out);
+void bkt_verify(struct bkt *b, bm_verify_report *r);
+
 void bkt_for_each_file(struct bkt *b, void (*fn)(struct stor_file *f, bool is_index, void *arg), void *arg);
 
 #endif

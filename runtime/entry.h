@@ -90,6 +90,25 @@ static inline uint32_t entry_sum(unsigned tag, const uint64_t k[4], uint64_t rc,
     return (uint32_t)(h ^ (h >> 32));
 }
 
+/* Checksum of a data cell's elements (stored in the cell header's upper half). */
+static inline uint32_t cell_sum(const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    uint64_t h = 0x6a09e667f3bcc909ull ^ n;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, b + i, 8);
+        h = fold_mul(h ^ w, 0x9E3779B97F4A7C15ull);
+    }
+    if (i < n) {
+        uint64_t w = 0;
+        memcpy(&w, b + i, n - i);
+        h = fold_mul(h ^ w, 0xbb67ae8584caa73bull);
+    }
+    return (uint32_t)(h ^ (h >> 32));
+}
+
 /* ---- reader side ---- */
 
 static inline void entry_load_key(const struct bkt_entry *e, uint64_t k[4])

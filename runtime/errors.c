@@ -15,6 +15,7 @@ static const char *const messages[] = {
     [-(BM_ELOCKED + 10000)] = "drive set is in use by another open map",
     [-(BM_EFAILED + 10000)] = "map is read-only after an earlier I/O error",
     [-(BM_ENOSPACE + 10000)] = "bucket cannot grow further: file size limit reached",
+    [-(BM_ENORESTART + 10000)] = "restart file is missing but the drives hold map files (see README: Restart)",
 };
 
 const char *bm_strerror(int err)

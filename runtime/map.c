@@ -14,29 +14,20 @@
 #include "common/bm_atomic.h"
 #include "common/bm_mem.h"
 #include "runtime/bucket.h"
+#include "runtime/map.h"
+#include "runtime/restart.h"
 #include "runtime/snapshot.h"
 #include "storage/stor_drives.h"
 #include "urcu_glue/rcu_glue.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define DEFAULT_BUCKETS 256u
 #define DEFAULT_MAX_SEARCH 32u
-
-#define BM_API __attribute__((visibility("default")))
-
-struct bm_map {
-    uint32_t nbuckets;
-    uint32_t shift; /* 64 - log2(nbuckets); 64 means one bucket */
-    uint32_t failed; /* atomic, sticky: an I/O error made durability unknowable */
-    struct bkt *buckets;
-    struct bkt_ctx ctx;
-    struct bkt_counters ctr;
-    struct stor_drives *drives;
-    uint64_t flushes, flush_ns, files_flushed; /* atomics */
-};
 
 static __thread const bm_map *tls_update_map; /* inside bm_update's callback for this map */
 static __thread int tls_read_depth;           /* inside a bm_read callback (of any map) */
@@ -74,8 +65,8 @@ static int validate_config(const bm_config *cfg)
             return BM_EINVAL;
     if (cfg->flags & ~BM_F_NO_PREALLOC)
         return BM_EINVAL;
-    if (cfg->restart_path)
-        return -EOPNOTSUPP; /* persistence lands with the restart layer */
+    if (cfg->restart_path && !cfg->restart_path[0])
+        return BM_EINVAL;
     return 0;
 }
 
@@ -86,8 +77,56 @@ static void map_free(bm_map *m)
             bkt_fini(&m->buckets[i]);
         bm_free(m->buckets);
     }
+    if (m->dir_fds) {
+        for (uint32_t i = 0; i < m->drives->n; i++)
+            if (m->dir_fds[i] >= 0)
+                close(m->dir_fds[i]);
+        bm_free(m->dir_fds);
+        stor_ring_fini(&m->ring);
+    }
     stor_drives_close(m->drives);
     bm_free(m);
+}
+
+/* Persistent maps: lock the drives, check or create the restart file, open the directories for syncing. */
+static int open_persistent(bm_map *m, const bm_config *cfg)
+{
+    int err = stor_drives_lock(m->drives);
+    if (err)
+        return err == -EWOULDBLOCK ? BM_ELOCKED : err;
+    struct restart_ident want = {m->ctx.elem_size, m->nbuckets, m->ctx.max_search, m->drives->n, {0}};
+    struct restart_ident have;
+    err = restart_read(cfg->restart_path, &have, NULL);
+    if (err == -ENOENT) {
+        if (restart_drives_hold_map_files(m->drives))
+            return BM_ENORESTART;
+        memcpy(want.prefix, m->drives->prefix, sizeof(want.prefix));
+        err = restart_write(cfg->restart_path, &want);
+    } else if (!err) {
+        if (have.elem_size != want.elem_size || have.max_buckets != want.max_buckets ||
+            have.max_search != want.max_search || have.n_drives != want.n_drives)
+            return BM_EMISMATCH;
+        memcpy(m->drives->prefix, have.prefix, sizeof(have.prefix));
+    }
+    if (err)
+        return err;
+    m->dir_fds = bm_malloc(m->drives->n * sizeof(int));
+    if (!m->dir_fds)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < m->drives->n; i++)
+        m->dir_fds[i] = -1;
+    if ((err = stor_ring_init(&m->ring, 256))) {
+        bm_free(m->dir_fds);
+        m->dir_fds = NULL;
+        return err;
+    }
+    for (uint32_t i = 0; i < m->drives->n; i++)
+        if ((m->dir_fds[i] = open(m->drives->dirs[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+            return -errno;
+    m->persistent = true;
+    m->ctx.temporary = false;
+    m->ctx.durable_grows = true;
+    return 0;
 }
 
 BM_API int bm_open(const bm_config *cfg, bm_map **out)
@@ -136,6 +175,17 @@ BM_API int bm_open(const bm_config *cfg, bm_map **out)
             return err;
         }
     }
+    if (cfg->restart_path) {
+        if ((err = open_persistent(m, cfg)) || (err = restart_adopt(m->drives, m->buckets, m->nbuckets, ctx))) {
+            map_free(m);
+            return err;
+        }
+        m->flush_interval_ms = cfg->flush_interval_ms;
+        if (cfg->flush_interval_ms && (err = map_flusher_start(m))) {
+            map_free(m);
+            return err;
+        }
+    }
     *out = m;
     return 0;
 }
@@ -145,6 +195,8 @@ BM_API void bm_close(bm_map *m)
     if (!m)
         return;
     rcu_glue_thread_enter();
+    map_flusher_stop(m);
+    (void)map_flush(m); /* a failure was sticky and reported to the writers already */
     /* Every deferred free (old states, their files, cell reclaim) must run before the buckets go away. */
     rcu_glue_barrier();
     map_free(m);
@@ -316,46 +368,14 @@ BM_API int bm_update(bm_map *m, const bm_key *k, bm_update_fn fn, void *ctx)
 
 /* ---- flush and stats ---- */
 
-struct flush_walk {
-    int err;
-    uint64_t files;
-};
-
-static void flush_file(struct stor_file *f, bool is_index, void *arg)
-{
-    (void)is_index;
-    struct flush_walk *w = arg;
-    if (!__atomic_exchange_n(&f->dirty, 0, __ATOMIC_RELAXED))
-        return;
-    int err = stor_file_msync(f);
-    if (err && !w->err)
-        w->err = err;
-    w->files++;
-}
-
 BM_API int bm_flush(bm_map *m)
 {
     if (!m)
         return BM_EINVAL;
     if (tls_update_map == m || tls_read_depth)
         return BM_EBUSY;
-    if (bm_load_rlx(&m->failed))
-        return BM_EFAILED;
     rcu_glue_thread_enter();
-    if (m->ctx.temporary)
-        return 0;
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    struct flush_walk w = {0, 0};
-    for (uint32_t i = 0; i < m->nbuckets; i++)
-        bkt_for_each_file(&m->buckets[i], flush_file, &w);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    if (w.err)
-        bm_store_rlx(&m->failed, 1);
-    bm_add_rlx(&m->flushes, 1);
-    bm_add_rlx(&m->files_flushed, w.files);
-    bm_add_rlx(&m->flush_ns, (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000ll + (t1.tv_nsec - t0.tv_nsec)));
-    return w.err;
+    return map_flush(m);
 }
 
 struct stats_walk {
@@ -403,4 +423,6 @@ BM_API void bm_get_stats(bm_map *m, bm_stats *out)
     out->flushes = bm_load_rlx(&m->flushes);
     out->flush_ns = bm_load_rlx(&m->flush_ns);
     out->files_flushed = bm_load_rlx(&m->files_flushed);
+    out->orphan_files_removed = bm_load_rlx(&m->ctr.orphan_files_removed);
+    out->undo_replayed = bm_load_rlx(&m->ctr.undo_replayed);
 }

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,8 +122,45 @@ void stor_drives_name(struct stor_drives *d, const char *tag, char *buf, uint32_
     snprintf(buf, len, "%s-%s-%llu.bm", d->prefix, tag, (unsigned long long)seq);
 }
 
+#define DEAD_OWNER_WAIT_MS 3000
+
+/* True when the lock file names a process that no longer exists. */
+static bool owner_dead(int fd)
+{
+    char buf[24] = {0};
+    if (pread(fd, buf, sizeof(buf) - 1, 0) <= 0)
+        return false;
+    long pid = strtol(buf, NULL, 10);
+    if (pid <= 0 || pid == (long)getpid())
+        return false;
+    if (kill((pid_t)pid, 0) != 0 && errno == ESRCH)
+        return true;
+    /* A zombie still counts as the owner for kill(), but it will never touch the map again. */
+    char path[64], stat[256] = {0};
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    int sfd = open(path, O_RDONLY | O_CLOEXEC);
+    if (sfd < 0)
+        return false;
+    ssize_t n = read(sfd, stat, sizeof(stat) - 1);
+    close(sfd);
+    const char *paren = n > 0 ? strrchr(stat, ')') : NULL;
+    if (!paren || paren[1] != ' ')
+        return false;
+    if (paren[2] == 'Z' || paren[2] == 'X')
+        return true;
+    /* A process killed a moment ago is still running its exit path: its flags (the 7th field after the
+     * state) carry PF_EXITING. */
+    char st;
+    int ppid, pgrp, session, tty, tpgid;
+    unsigned long flags;
+    if (sscanf(paren + 2, "%c %d %d %d %d %d %lu", &st, &ppid, &pgrp, &session, &tty, &tpgid, &flags) != 7)
+        return false;
+    return (flags & 0x4ul) != 0; /* PF_EXITING */
+}
+
 int stor_drives_lock(struct stor_drives *d)
 {
+    unsigned waited_ms = 0;
     for (uint32_t i = 0; i < d->n; i++) {
         char path[4096];
         snprintf(path, sizeof(path), "%s/%s", d->dirs[i], LOCK_NAME);
@@ -132,6 +170,14 @@ int stor_drives_lock(struct stor_drives *d)
                 return -errno;
             if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
                 int err = errno == EWOULDBLOCK ? -EWOULDBLOCK : -errno;
+                if (err == -EWOULDBLOCK && owner_dead(fd) && waited_ms < DEAD_OWNER_WAIT_MS) {
+                    /* A killed owner's lock lives until the kernel has torn down its io_uring workers,
+                     * which share its file table: wait for that instead of refusing a legitimate reopen. */
+                    close(fd);
+                    usleep(5000);
+                    waited_ms += 5;
+                    continue;
+                }
                 close(fd);
                 return err;
             }
@@ -139,6 +185,11 @@ int stor_drives_lock(struct stor_drives *d)
              * lock on a dead inode and must retry on the live path. */
             struct stat a, b;
             if (fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev) {
+                char pid[24];
+                int len = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+                if (ftruncate(fd, 0) == 0 && pwrite(fd, pid, (size_t)len, 0) != len) {
+                    /* the pid only speeds up recovery after a crash; the lock itself is held */
+                }
                 d->lock_fds[i] = fd;
                 break;
             }

@@ -181,6 +181,11 @@ int stor_file_recycle(struct stor_file *f, uint64_t ncells, unsigned flags)
     return map_fd(f, flags);
 }
 
+int stor_file_sync(struct stor_file *f)
+{
+    return fdatasync(f->fd) ? -errno : 0;
+}
+
 int stor_file_msync(struct stor_file *f)
 {
     return msync(f->base, f->map_len, MS_SYNC) ? -errno : 0;

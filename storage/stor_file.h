@@ -61,6 +61,9 @@ void stor_file_unmap(struct stor_file *f);
  * file is left unmapped. */
 int stor_file_recycle(struct stor_file *f, uint64_t ncells, unsigned flags);
 
+/* fdatasync of the file (a grow's new file, before it replaces the old one). 0 or a negated errno. */
+int stor_file_sync(struct stor_file *f);
+
 /* Synchronous msync(MS_SYNC) of the whole mapping. Returns 0 or a negated errno. */
 int stor_file_msync(struct stor_file *f);
 
