@@ -7,9 +7,9 @@
  * by the next flush; writes that returned before bm_flush was called were marked before the collection,
  * so they are covered.
  *
- * The collection and the wait run inside one read-side section: that pins every collected file (a retired
- * file is only recycled or closed after a grace period), so no fd is closed while its fsync is in flight.
- * The price is that reclamation of retired files waits for the flush; readers and writers do not.
+ * The collection runs inside a read-side section and dup()s each fd, so the files may be retired, recycled
+ * or closed while their syncs are in flight (a sync of a recycled file is harmless) and the flush never
+ * holds up reclamation of retired files.
  *
  * An fsync error is sticky: Linux may have dropped the dirty pages it failed to write, so retrying could
  * report success for lost data. The map then refuses writes (BM_EFAILED) and keeps serving reads.
@@ -21,6 +21,7 @@
 
 #include <errno.h>
 #include <time.h>
+#include <unistd.h>
 
 struct collect {
     int *fds;
@@ -52,9 +53,18 @@ static void collect_file(struct stor_file *f, bool is_index, void *arg)
     if (!__atomic_load_n(&f->dirty, __ATOMIC_RELAXED))
         return;
     __atomic_store_n(&f->dirty, 0, __ATOMIC_RELAXED);
-    push_fd(c, f->fd);
-    if (c->err)
+    int fd = c->err ? -1 : dup(f->fd);
+    if (fd < 0) {
+        if (!c->err)
+            c->err = -errno;
         __atomic_store_n(&f->dirty, 1, __ATOMIC_RELAXED); /* not collected: the next flush takes it */
+        return;
+    }
+    push_fd(c, fd);
+    if (c->err) {
+        close(fd);
+        __atomic_store_n(&f->dirty, 1, __ATOMIC_RELAXED);
+    }
 }
 
 static uint64_t now_ns(void)
@@ -72,13 +82,14 @@ int map_flush(bm_map *m)
         return BM_EFAILED;
     uint64_t t0 = now_ns();
     struct collect c = {NULL, 0, 0, 0};
-    rcu_glue_read_lock(); /* pins the collected files until their syncs complete (see above) */
     for (uint32_t i = 0; i < m->nbuckets; i++)
         bkt_for_each_file(&m->buckets[i], collect_file, &c);
+    size_t nfiles = c.n;
     for (uint32_t i = 0; i < m->drives->n; i++)
         push_fd(&c, m->dir_fds[i]);
     int err = c.err ? c.err : stor_ring_sync(&m->ring, c.fds, c.n, false);
-    rcu_glue_read_unlock();
+    for (size_t i = 0; i < nfiles && i < c.n; i++)
+        close(c.fds[i]);
     bm_free(c.fds);
     if (err && err != -ENOMEM)
         bm_store_rlx(&m->failed, 1);
