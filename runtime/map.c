@@ -41,7 +41,7 @@ static inline struct bkt *bucket_for(bm_map *m, const uint64_t k[4])
 
 BM_API uint32_t bm_bucket_of(const bm_key *k, uint32_t max_buckets)
 {
-    if (!k || max_buckets == 0 || (max_buckets & (max_buckets - 1)) || max_buckets == 1)
+    if (!k || max_buckets <= 1 || (max_buckets & (max_buckets - 1)) || max_buckets > BM_MAX_BUCKETS)
         return 0;
     uint64_t w;
     memcpy(&w, k->bytes, 8);
