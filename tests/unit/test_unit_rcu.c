@@ -12,6 +12,7 @@ struct obj {
 
 static void release(rcu_glue_head *h)
 {
+    rcu_glue_callback_enter(h);
     struct obj *o = caa_container_of(h, struct obj, rcu);
     __atomic_store_n(o->freed, 1, __ATOMIC_RELEASE);
 }
