@@ -85,6 +85,7 @@ static void keep_spare(struct bkt *b, unsigned slot, struct stor_file *f)
 
 static void state_free_cb(rcu_glue_head *h)
 {
+    rcu_glue_callback_enter(h);
     struct bkt_state *old = caa_container_of(h, struct bkt_state, rcu);
     /* No reader can still use old->retired: recycle it for a later grow. */
     if (old->retired)
@@ -395,6 +396,7 @@ static void release_cell(struct bkt *b, unsigned c, uint64_t ref)
 
 static void reclaim_cb(rcu_glue_head *h)
 {
+    rcu_glue_callback_enter(h);
     struct bkt *b = caa_container_of(h, struct bkt, reclaim_rcu);
     bm_store_rel(&b->reclaim_upto, b->reclaim_target);
     bm_store_rel(&b->reclaim_inflight, 0);

@@ -9,6 +9,9 @@
 #include <stddef.h>
 
 __thread bool rcu_glue_registered;
+#if defined(__SANITIZE_THREAD__)
+char rcu_glue_tsan_gp;
+#endif
 
 static pthread_key_t exit_key;
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
@@ -37,7 +40,11 @@ void rcu_glue_register_slow(void)
     (void)pthread_setspecific(exit_key, (void *)1);
 }
 
-void rcu_glue_defer(rcu_glue_head *h, void (*fn)(rcu_glue_head *)) { urcu_memb_call_rcu(h, fn); }
+void rcu_glue_defer(rcu_glue_head *h, void (*fn)(rcu_glue_head *))
+{
+    RCU_GLUE_TSAN_RELEASE(h);
+    urcu_memb_call_rcu(h, fn);
+}
 
 void rcu_glue_synchronize(void) { urcu_memb_synchronize_rcu(); }
 

@@ -21,6 +21,23 @@
 /* Embed one in any object whose release must wait for a grace period. */
 typedef struct rcu_head rcu_glue_head;
 
+/*
+ * ThreadSanitizer cannot see liburcu's grace periods (membarrier, uninstrumented queues). In TSan builds the
+ * glue tells it what a grace period guarantees: everything a reader did before rcu_read_unlock, and
+ * everything a thread did before deferring a callback, happens before that callback runs. This is coarser
+ * than RCU (one token for all readers) but never hides a real ordering bug inside one read section.
+ */
+#if defined(__SANITIZE_THREAD__)
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+extern char rcu_glue_tsan_gp;
+#define RCU_GLUE_TSAN_RELEASE(p) __tsan_release(p)
+#define RCU_GLUE_TSAN_ACQUIRE(p) __tsan_acquire(p)
+#else
+#define RCU_GLUE_TSAN_RELEASE(p) ((void)0)
+#define RCU_GLUE_TSAN_ACQUIRE(p) ((void)0)
+#endif
+
 extern __thread bool rcu_glue_registered;
 void rcu_glue_register_slow(void);
 
@@ -32,7 +49,19 @@ static inline void rcu_glue_thread_enter(void)
 }
 
 static inline void rcu_glue_read_lock(void) { urcu_memb_read_lock(); }
-static inline void rcu_glue_read_unlock(void) { urcu_memb_read_unlock(); }
+static inline void rcu_glue_read_unlock(void)
+{
+    RCU_GLUE_TSAN_RELEASE(&rcu_glue_tsan_gp);
+    urcu_memb_read_unlock();
+}
+
+/* First statement of every deferred callback: TSan's view of the grace period that preceded it. */
+static inline void rcu_glue_callback_enter(rcu_glue_head *h)
+{
+    (void)h;
+    RCU_GLUE_TSAN_ACQUIRE(h);
+    RCU_GLUE_TSAN_ACQUIRE(&rcu_glue_tsan_gp);
+}
 
 #define rcu_glue_deref(p) rcu_dereference(p)
 #define rcu_glue_assign(p, v) rcu_assign_pointer((p), (v))
