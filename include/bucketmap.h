@@ -12,10 +12,12 @@
  *     writer and never see a torn value (half old, half new elements or refcount).
  *   - Writers of one bucket serialize; writers of different buckets run in parallel.
  *   - bm_close must not race with any other call on the same map.
- *   - Callbacks (bm_read_fn, bm_update_fn, bm_foreach_fn) must not call write functions (bm_insert,
- *     bm_update, bm_delete, bm_addref, bm_unref, bm_flush, bm_close) on the same map; bm_update's callback
- *     and bm_read's callback must not call any bm_* function on the same map. A detected violation
- *     returns BM_EBUSY instead of deadlocking.
+ *   - Callbacks: bm_read's callback runs inside a read-side section and must not call any bm_* function
+ *     except readers of other maps (a write could wait for a grace period on itself); bm_update's
+ *     callback holds a bucket's lock and must not call any bm_* function on the same map, but may use
+ *     other maps (nesting up to 8 bm_update calls deep); bm_foreach's callback runs with no lock and may
+ *     call anything but bm_close of that map. Every detected violation returns BM_EBUSY instead of
+ *     deadlocking.
  *
  * Errors: 0 is success; failures are negative — one of the BM_E* codes below, or a negated errno
  * (-ENOMEM, -ENOSPC, -EIO, -EACCES, ...). bm_strerror() describes every one. A failed call leaves the map

@@ -76,20 +76,74 @@ static struct bkt_state *state_clone(const struct bkt_state *st)
 }
 
 /* Keeps f (unmapped) as the bucket's spare of its kind; the previous spare, if any, is destroyed. */
+/* Stores f in a free spare place of its kind; with none free, the file it displaces is removed. */
+static void put_spare(struct bkt *b, unsigned slot, struct stor_file *f)
+{
+    for (unsigned i = 0; i + 1 < SPARES; i++) {
+        struct stor_file *expected = NULL;
+        if (__atomic_compare_exchange_n(&b->spare[slot][i], &expected, f, false, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE))
+            return;
+    }
+    stor_file_destroy(__atomic_exchange_n(&b->spare[slot][SPARES - 1], f, __ATOMIC_ACQ_REL), true);
+}
+
+/* Takes a spare of kind slot, preferring one already prepared for ncells cells; NULL if none. Files are
+ * only looked at once owned (exchanged out): the call_rcu thread may displace and destroy a stored one. */
+static struct stor_file *take_spare(struct bkt *b, unsigned slot, uint64_t ncells)
+{
+    struct stor_file *got[SPARES], *best = NULL;
+    for (unsigned i = 0; i < SPARES; i++) {
+        got[i] = __atomic_exchange_n(&b->spare[slot][i], NULL, __ATOMIC_ACQ_REL);
+        if (got[i] && (!best || (got[i]->base && got[i]->ncells == ncells)))
+            best = got[i];
+    }
+    for (unsigned i = 0; i < SPARES; i++)
+        if (got[i] && got[i] != best)
+            put_spare(b, slot, got[i]);
+    return best;
+}
+
+static uint64_t next_index_cap(uint64_t cap);
+
+static void keep_spare_prepared(struct bkt *b, unsigned slot, struct stor_file *f)
+{
+    stor_file_unmap(f);
+    rcu_glue_read_lock();
+    const struct bkt_state *st = rcu_glue_deref(b->state);
+    uint64_t next = 0;
+    unsigned flags = b->ctx->file_flags | STOR_POPULATE;
+    if (st && slot == SPARE_INDEX) {
+        next = next_index_cap(st->cap);
+        flags |= STOR_RANDOM;
+    } else if (st && st->data[slot - 1]) {
+        next = 2ull << st->data_pow2[slot - 1];
+    }
+    rcu_glue_read_unlock();
+    if (next && stor_file_recycle(f, next, flags) != 0)
+        stor_file_unmap(f); /* not prepared: new_file recycles it when needed */
+    put_spare(b, slot, f);
+}
+
 static void keep_spare(struct bkt *b, unsigned slot, struct stor_file *f)
 {
     stor_file_unmap(f);
-    struct stor_file *old = __atomic_exchange_n(&b->spare[slot], f, __ATOMIC_ACQ_REL);
-    stor_file_destroy(old, true);
+    put_spare(b, slot, f);
 }
 
+/* Runs on the call_rcu thread: no reader can still use old->retired, so it becomes the bucket's spare,
+ * already zeroed, sized and mapped for the grow that will most likely come next. The writer of that grow
+ * then finds its file ready and does not wait for the disk (ARCHITECTURE §6: a grow's file prepared ahead
+ * of need). A guess that turns out wrong costs one more recycle at grow time. */
 static void state_free_cb(rcu_glue_head *h)
 {
     rcu_glue_callback_enter(h);
     struct bkt_state *old = caa_container_of(h, struct bkt_state, rcu);
-    /* No reader can still use old->retired: recycle it for a later grow. */
-    if (old->retired)
-        keep_spare(old->owner, old->retired_slot, old->retired);
+    struct stor_file *f = old->retired;
+    if (f) {
+        struct bkt *b = old->owner;
+        keep_spare_prepared(b, old->retired_slot, f);
+    }
     bm_free(old);
 }
 
@@ -116,8 +170,13 @@ static int new_file(struct bkt *b, unsigned slot, uint32_t header, uint32_t cell
 {
     struct bkt_ctx *ctx = b->ctx;
     unsigned flags = ctx->file_flags | extra_flags;
-    struct stor_file *f = __atomic_exchange_n(&b->spare[slot], NULL, __ATOMIC_ACQ_REL);
+    struct stor_file *f = take_spare(b, slot, ncells);
+    if (f && f->base && f->ncells == ncells && f->cell_size == cell) {
+        *out = f; /* prepared ahead by state_free_cb: zeroed, sized, mapped */
+        return 0;
+    }
     if (f) {
+        stor_file_unmap(f);
         if (f->cell_size == cell && stor_file_recycle(f, ncells, flags) == 0) {
             *out = f;
             return 0;
@@ -1095,7 +1154,8 @@ void bkt_fini(struct bkt *b)
         b->state = NULL;
     }
     for (unsigned i = 0; i < 1 + BKT_NCLASS; i++)
-        stor_file_destroy(b->spare[i], true);
+        for (unsigned j = 0; j < SPARES; j++)
+            stor_file_destroy(b->spare[i][j], true);
 #ifdef BM_READER_RWLOCK
     pthread_rwlock_destroy(&b->rw);
 #endif

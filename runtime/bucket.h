@@ -103,6 +103,7 @@ struct bkt_state {
 };
 
 #define SPARE_INDEX 0u
+#define SPARES 2u
 #define SPARE_DATA(c) (1u + (c))
 
 /* Map-wide counters the buckets update (relaxed atomics). */
@@ -143,8 +144,9 @@ struct bkt {
     uint64_t reclaim_target;
     uint32_t reclaim_inflight; /* atomic */
     rcu_glue_head reclaim_rcu;
-    /* atomic: one retired file per kind, kept (unmapped) for the next grow to recycle */
-    struct stor_file *spare[1 + BKT_NCLASS];
+    /* atomic: up to SPARES retired files per kind, kept for the next grows to recycle (grows of a small
+     * index come faster than grace periods end, so one spare is often still in use when the next is due) */
+    struct stor_file *spare[1 + BKT_NCLASS][SPARES];
 } __attribute__((aligned(BM_CACHELINE)));
 
 /* A value found by a reader. elems points into the mapping (DATA) or into inl (INLINE); valid inside the

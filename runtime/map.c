@@ -29,7 +29,18 @@
 #define DEFAULT_BUCKETS 256u
 #define DEFAULT_MAX_SEARCH 32u
 
-static __thread const bm_map *tls_update_map; /* inside bm_update's callback for this map */
+/* Maps whose bm_update callback this thread is inside (callbacks may update other maps, so it nests). */
+#define UPDATE_NEST_MAX 8
+static __thread const bm_map *tls_update_maps[UPDATE_NEST_MAX];
+static __thread unsigned tls_update_depth;
+
+static inline bool in_update_of(const bm_map *m)
+{
+    for (unsigned i = 0; i < tls_update_depth; i++)
+        if (tls_update_maps[i] == m)
+            return true;
+    return false;
+}
 static __thread int tls_read_depth;           /* inside a bm_read callback (of any map) */
 
 static inline struct bkt *bucket_for(bm_map *m, const uint64_t k[4])
@@ -208,7 +219,7 @@ static inline int check_read(const bm_map *m, const bm_key *k)
 {
     if (bm_unlikely(!m || !k))
         return BM_EINVAL;
-    if (bm_unlikely(tls_update_map == m || tls_read_depth))
+    if (bm_unlikely(in_update_of(m) || tls_read_depth))
         return BM_EBUSY;
     rcu_glue_thread_enter();
     return 0;
@@ -279,7 +290,7 @@ BM_API int bm_foreach(bm_map *m, bm_foreach_fn fn, void *ctx)
 {
     if (!m || !fn)
         return BM_EINVAL;
-    if (tls_update_map == m || tls_read_depth)
+    if (in_update_of(m) || tls_read_depth)
         return BM_EBUSY;
     rcu_glue_thread_enter();
     struct snap_buf buf = {NULL, 0, 0};
@@ -306,7 +317,7 @@ static inline int check_write(bm_map *m, const bm_key *k)
 {
     if (bm_unlikely(!m || !k))
         return BM_EINVAL;
-    if (bm_unlikely(tls_update_map == m || tls_read_depth))
+    if (bm_unlikely(in_update_of(m) || tls_read_depth))
         return BM_EBUSY;
     if (bm_unlikely(bm_load_rlx(&m->failed)))
         return BM_EFAILED;
@@ -360,9 +371,11 @@ BM_API int bm_update(bm_map *m, const bm_key *k, bm_update_fn fn, void *ctx)
         return BM_EINVAL;
     uint64_t kw[4];
     key_words(k->bytes, kw);
-    tls_update_map = m;
+    if (tls_update_depth == UPDATE_NEST_MAX)
+        return BM_EBUSY;
+    tls_update_maps[tls_update_depth++] = m;
     err = bkt_update(bucket_for(m, kw), kw, fn, ctx);
-    tls_update_map = NULL;
+    tls_update_depth--;
     return err;
 }
 
@@ -372,7 +385,7 @@ BM_API int bm_flush(bm_map *m)
 {
     if (!m)
         return BM_EINVAL;
-    if (tls_update_map == m || tls_read_depth)
+    if (in_update_of(m) || tls_read_depth)
         return BM_EBUSY;
     rcu_glue_thread_enter();
     return map_flush(m);
