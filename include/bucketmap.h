@@ -12,8 +12,8 @@
  *     writer and never see a torn value (half old, half new elements or refcount).
  *   - Writers of one bucket serialize; writers of different buckets run in parallel.
  *   - bm_close must not race with any other call on the same map.
- *   - Callbacks: bm_read's callback runs inside a read-side section and must not call any bm_* function
- *     except readers of other maps (a write could wait for a grace period on itself); bm_update's
+ *   - Callbacks: bm_read's callback runs inside a read-side section and must not call bm_* functions
+ *     that touch a map (a write could wait for a grace period on itself); bm_update's
  *     callback holds a bucket's lock and must not call any bm_* function on the same map, but may use
  *     other maps (nesting up to 8 bm_update calls deep); bm_foreach's callback runs with no lock and may
  *     call anything but bm_close of that map. Every detected violation returns BM_EBUSY instead of
