@@ -571,14 +571,6 @@ int main(void)
     tcase_set_timeout(tc, 15);
     tcase_add_test(tc, t_write_in_read_cb);
     tcase_add_test(tc, t_calls_in_update_cb);
-    suite_add_tcase(s, tc);
-
-    /* Known library bug (see tests/README.md): bm_update clears its "inside the callback" mark when a nested
-     * bm_update on another map returns, so the next same-map write self-deadlocks on the bucket lock. Tagged
-     * so ctest runs it as its own entry (test_badinput_known_bug) and the rest of the suite stays usable. */
-    tc = tcase_create("nested_other_map");
-    tcase_set_tags(tc, "known_bug");
-    tcase_set_timeout(tc, 5);
     tcase_add_test(tc, t_update_cb_other_map);
     suite_add_tcase(s, tc);
 
