@@ -132,7 +132,8 @@ typedef struct bm_stats {
  * too large, max_search > BM_MAX_SEARCH_LIMIT, n_drives without drives or drives without n_drives, a NULL
  * drive), -ENOENT / -ENOTDIR / -EACCES (a drive does not exist, is not a directory or is not writable),
  * BM_ELOCKED (another open map uses one of the drives), BM_ECORRUPT / BM_EVERSION / BM_EMISMATCH (the
- * restart file, see README "Restart"), -ENOMEM, -EMFILE and other negated errno values. */
+ * restart file, see README "Persistence and restart"), BM_ENORESTART (restart file missing while the drives
+ * hold map files), -ENOMEM, -EMFILE and other negated errno values. */
 int bm_open(const bm_config *cfg, bm_map **out);
 
 /* Flushes (persistent maps), releases every mapping, fd and lock; a temporary map removes every file and
