@@ -446,9 +446,13 @@ static int find_cell(struct bkt *b, unsigned c, uint64_t *ref)
     return -1;
 }
 
+/* Idempotent: a ring entry replayed at open may name a cell an earlier close already released. */
 static void release_cell(struct bkt *b, unsigned c, uint64_t ref)
 {
-    *(uint64_t *)cell_at(b->state, c, ref) = 0;
+    uint64_t *hdr = (uint64_t *)cell_at(b->state, c, ref);
+    if (!(*hdr & CELL_OCCUPIED))
+        return;
+    *hdr = 0;
     set_used(b, c, data_hdr(b->state, c)->used - 1);
     stor_file_touch(b->state->data[c]);
 }
@@ -1121,6 +1125,14 @@ int bkt_adopt(struct bkt *b, struct stor_file *index, struct stor_file *data[BKT
     bm_store_rlx(&b->reclaim_upto, h->free_tail);
     stor_file_touch(index);
     return 0;
+}
+
+void bkt_quiesce(struct bkt *b)
+{
+    wlock(b);
+    if (b->state)
+        reclaim_to(b, idx_hdr(b->state)->free_tail);
+    wunlock(b);
 }
 
 int bkt_init(struct bkt *b, struct bkt_ctx *ctx, uint32_t ix)

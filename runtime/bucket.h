@@ -159,6 +159,8 @@ struct bkt_val {
 };
 
 int bkt_init(struct bkt *b, struct bkt_ctx *ctx, uint32_t ix);
+/* Frees every cell awaiting a grace period. Only when no reader can exist (closing, after a barrier). */
+void bkt_quiesce(struct bkt *b);
 /* After rcu_glue_barrier(): no reader, writer or callback may still use b. */
 void bkt_fini(struct bkt *b);
 

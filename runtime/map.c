@@ -207,8 +207,12 @@ BM_API void bm_close(bm_map *m)
         return;
     rcu_glue_thread_enter();
     map_flusher_stop(m);
-    (void)map_flush(m); /* a failure was sticky and reported to the writers already */
     /* Every deferred free (old states, their files, cell reclaim) must run before the buckets go away. */
+    rcu_glue_barrier();
+    /* No reader is left: release cells still awaiting reuse, so the final flush records them free. */
+    for (uint32_t i = 0; i < m->nbuckets; i++)
+        bkt_quiesce(&m->buckets[i]);
+    (void)map_flush(m); /* a failure was sticky and reported to the writers already */
     rcu_glue_barrier();
     map_free(m);
 }
