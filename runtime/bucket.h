@@ -29,7 +29,7 @@ _Static_assert((1u << (BKT_NCLASS - 1)) >= BM_MAX_VALUE_BYTES, "a class for the 
 #define DATA_MAGIC 0x3130305441444d42ull /* "BMDAT001" */
 #define IDX_FORMAT 1u
 #define FREE_RING 128u
-#define RH_MAX_PATH 32u /* longest Robin Hood move chain, and so the most slots one mutation touches */
+#define RH_MAX_PATH 64u /* longest Robin Hood move chain, and so the most slots one mutation touches */
 #define UNDO_NO_CELL 0xffffffffu
 
 /*
