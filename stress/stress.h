@@ -1,0 +1,113 @@
+/*
+ * stress.h — one run of bm-stress: the map, the workers, the shadow model, and what is reported about it.
+ *
+ * Lifecycle of a run (main.c): open the map -> start workers, which prefill the keys they own -> barrier
+ * -> timed phase (the main thread prints progress and ends it) -> join -> merge histograms -> final check
+ * -> close (and with --restart: reopen, check again, close) -> report.
+ */
+#ifndef BM_STRESS_H
+#define BM_STRESS_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bucketmap.h"
+#include "hist.h"
+#include "options.h"
+#include "verify.h"
+#include "workload.h"
+
+enum role { ROLE_MIXED, ROLE_READER, ROLE_WRITER };
+extern const char *const role_name[];
+
+#define MAX_FAIL_MSGS 20
+#define NO_OWNER UINT32_MAX
+
+struct worker {
+    struct hist hist[OP_N]; /* written only by this worker, read live by the progress loop */
+    struct run *run;
+    uint32_t id;
+    int role;
+    uint32_t owner; /* owner slot of the keys it writes; NO_OWNER for readers */
+    uint64_t n_owned;
+    const struct zipf *z_own;
+    rng_t rng;
+    uint32_t cum[OP_N]; /* cumulative op weights for this worker's role */
+    uint32_t cum_total;
+    uint64_t ops_target; /* with --ops: this worker's share */
+    uint8_t *wbuf, *rbuf;
+    /* Verification tallies; read by the main thread only after join. */
+    uint64_t reads_exact, reads_window, reads_skipped, writes_checked;
+    uint64_t prefilled;
+    pthread_t th;
+};
+
+struct run {
+    const struct options *o;
+    const char *const *drives;
+    uint32_t n_drives;
+    bm_map *map;
+    uint32_t nthreads, nmixed, nreaders, nwriters;
+    uint32_t nowners; /* key i belongs to owner i % nowners */
+    struct key_state *states;
+    struct vcodec vc;
+    uint64_t key_seed;
+    struct zipf z_all, z_own_hi, z_own_lo; /* owners hold ceil or floor of keys/nowners keys */
+    struct worker **w;
+    pthread_barrier_t barrier;
+    _Atomic int stop;
+    _Atomic uint32_t finished;
+
+    pthread_mutex_t fail_mu;
+    _Atomic uint64_t mismatches;
+    char *fail_msgs[MAX_FAIL_MSGS];
+    uint32_t n_fail_msgs;
+    _Atomic int lib_err;
+    char lib_err_msg[512];
+    _Atomic int progress_dirty; /* a progress line without newline is on the terminal */
+
+    /* Results. */
+    double elapsed_s;
+    uint64_t prefill_keys;
+    double prefill_s;
+    struct hist_snap *op_hist; /* [OP_N] merged over the workers */
+    struct hist_snap *all_hist;
+    bm_stats stats;
+    uint64_t rss, rss_peak;
+    uint64_t reads_exact, reads_window, reads_skipped, writes_checked;
+    bool final_done;
+    uint64_t final_present, final_count, final_foreach;
+    bool restart_done;
+    double reopen_ms;
+    bool interrupted;
+    int leaked_files; /* entries left in the drives by a temporary map, -1 if not checked */
+};
+
+static inline struct key_state *key_state_of(const struct run *run, uint64_t idx)
+{
+    uint64_t n = run->nowners, owner = idx % n, rank = idx / n;
+    uint64_t q = run->o->keys / n, rem = run->o->keys % n;
+    return &run->states[owner * q + (owner < rem ? owner : rem) + rank];
+}
+
+/* Whether key idx is inserted by the prefill (the same keys whatever the thread count). */
+static inline bool key_prefilled(const struct run *run, uint64_t idx)
+{
+    return mix64(idx ^ run->key_seed ^ UINT64_C(0x5ca1ab1e)) % 100 < run->o->prefill_pct;
+}
+
+/* Records a mismatch (the first MAX_FAIL_MSGS are printed on stderr and kept for the report) and stops the
+ * run. Thread-safe. */
+void run_mismatch(struct run *run, uint64_t idx, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Records the first unexpected library error and stops the run. Thread-safe. */
+void run_lib_error(struct run *run, const char *what, uint64_t idx, int err);
+
+/* worker.c */
+void *worker_main(void *arg);
+/* Inserts the prefill keys of one owner slot with w's buffers; used by writers and, when there are no
+ * writers, by the main thread with a worker of its own. */
+int prefill_owner(struct worker *w, uint32_t owner, uint64_t *inserted);
+
+#endif
