@@ -113,7 +113,7 @@ typedef struct bm_stats {
     uint64_t index_failed_grows; /* rehash attempts that did not fit and were retried larger */
     uint64_t data_grows;        /* completed data-file grows */
     uint64_t grow_errors;       /* grows that failed (disk full, out of memory) */
-    uint64_t grow_ns;           /* nanoseconds spent growing */
+    uint64_t grow_ns;           /* nanoseconds spent creating and growing files (index and data) */
     uint64_t files;             /* files currently owned by the map */
     uint64_t index_bytes;       /* bytes of index files */
     uint64_t data_bytes;        /* bytes of data files */

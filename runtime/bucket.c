@@ -347,10 +347,10 @@ static int grow_index(struct bkt *b)
 
 static unsigned initial_data_pow2(uint32_t cell)
 {
-    unsigned p = 5; /* 32 cells, as upstream, unless that is far from a sensible file size */
+    unsigned p = 5; /* 32 cells, as upstream, but at most 1 MiB and at least one page of cells */
     while (p > 0 && ((uint64_t)cell << p) > (1u << 20))
         p--;
-    while (((uint64_t)cell << p) < (64u << 10))
+    while (((uint64_t)cell << p) < STOR_PAGE)
         p++;
     return p;
 }
@@ -1143,7 +1143,14 @@ int bkt_init(struct bkt *b, struct bkt_ctx *ctx, uint32_t ix)
     if (pthread_mutex_init(&b->lock, NULL))
         return -ENOMEM;
 #ifdef BM_READER_RWLOCK
-    if (pthread_rwlock_init(&b->rw, NULL)) {
+    /* Writer-preferring, like Rust's std RwLock that upstream uses: a steady stream of readers cannot
+     * starve a writer (glibc's default would let it). */
+    pthread_rwlockattr_t ra;
+    pthread_rwlockattr_init(&ra);
+    pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    int rwerr = pthread_rwlock_init(&b->rw, &ra);
+    pthread_rwlockattr_destroy(&ra);
+    if (rwerr) {
         pthread_mutex_destroy(&b->lock);
         return -ENOMEM;
     }
