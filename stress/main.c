@@ -265,6 +265,7 @@ static void run_workers(struct run *run)
             run->reads_window += w->reads_window;
             run->reads_skipped += w->reads_skipped;
             run->writes_checked += w->writes_checked;
+            run->faults_injected += w->faults_injected;
         }
         free(tmp);
     }
@@ -318,6 +319,14 @@ static struct run *run_new(const struct options *o, const char *const *drives, u
         run->w[id] = worker_new(run, id, ROLE_WRITER, i);
     for (uint32_t i = 0; i < readers; i++, id++)
         run->w[id] = worker_new(run, id, ROLE_READER, NO_OWNER);
+    /* One faulty worker: the first that does the faulted kind of operation at all. */
+    for (uint32_t t = 0; t < run->nthreads && o->fault != FAULT_NONE; t++) {
+        struct worker *w = run->w[t];
+        if (w && (o->fault == FAULT_LOST_WRITE ? w->role != ROLE_READER : w->role != ROLE_WRITER)) {
+            w->inject = true;
+            break;
+        }
+    }
     return run;
 }
 

@@ -18,6 +18,7 @@
 
 const char *const op_name[OP_N] = {"get", "read", "insert", "update", "delete", "addref", "unref"};
 const char *const sweep_name[] = {"none", "threads", "readers", "writers"};
+const char *const fault_name[] = {"none", "lost-write", "torn-read"};
 
 static const uint32_t default_mix[OP_N] = {50, 10, 15, 10, 5, 5, 5};
 
@@ -63,11 +64,16 @@ void options_usage(FILE *f, const char *prog)
         "  -j, --json             print the results as one JSON document on stdout instead of tables\n"
         "  -q, --quiet            no live progress line on stderr\n"
         "  -h, --help             this text\n"
+        "Testing the checker:\n"
+        "      --inject-fault F   make thread 0 fake a library bug in 1 of %u operations, to show that\n"
+        "                         verification catches it (the run must exit 1): lost-write (an insert is\n"
+        "                         acknowledged but never reaches the map) or torn-read (one byte of a\n"
+        "                         bm_get result is flipped); default none\n"
         "\n"
         "Counts accept k, M, G suffixes (powers of 1000): --keys 1M, --ops 50M.\n"
         "Exit status: 0 success, 1 verification failure (a value was wrong: the key and the expected and\n"
         "found values are printed), 2 usage or library error.\n",
-        prog, BM_MAX_ELEM_SIZE);
+        prog, BM_MAX_ELEM_SIZE, FAULT_PERIOD);
 }
 
 static void usage_error(const char *fmt, ...)
@@ -257,6 +263,7 @@ enum {
     OPT_NO_PREALLOC,
     OPT_SWEEP,
     OPT_NO_VERIFY,
+    OPT_FAULT,
 };
 
 int options_parse(int argc, char **argv, struct options *o)
@@ -283,6 +290,7 @@ int options_parse(int argc, char **argv, struct options *o)
         {"seed", required_argument, NULL, 's'},
         {"sweep", required_argument, NULL, OPT_SWEEP},
         {"no-verify", no_argument, NULL, OPT_NO_VERIFY},
+        {"inject-fault", required_argument, NULL, OPT_FAULT},
         {"json", no_argument, NULL, 'j'},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
@@ -427,6 +435,16 @@ int options_parse(int argc, char **argv, struct options *o)
             if (parse_sweep(optarg, o) < 0)
                 return -1;
             break;
+        case OPT_FAULT:
+            o->fault = FAULT_NONE;
+            for (int f = FAULT_LOST_WRITE; f <= FAULT_TORN_READ; f++)
+                if (strcmp(optarg, fault_name[f]) == 0)
+                    o->fault = f;
+            if (o->fault == FAULT_NONE && strcmp(optarg, "none") != 0) {
+                usage_error("--inject-fault: '%s' is not lost-write, torn-read or none", optarg);
+                return -1;
+            }
+            break;
         case OPT_NO_VERIFY:
             o->verify = false;
             break;
@@ -484,6 +502,10 @@ int options_parse(int argc, char **argv, struct options *o)
                 return -1;
             }
         }
+    if (o->fault != FAULT_NONE && !o->verify) {
+        usage_error("--inject-fault needs verification on: it exists to show that the checks catch the fault");
+        return -1;
+    }
     if (o->sweep != SWEEP_NONE && o->restart) {
         usage_error("--restart cannot be combined with --sweep (each point needs a fresh map)");
         return -1;

@@ -13,6 +13,11 @@ extern const char *const op_name[OP_N];
 static inline bool op_is_read(int op) { return op == OP_GET || op == OP_READ; }
 
 enum dist_kind { DIST_UNIFORM, DIST_ZIPF };
+/* --inject-fault: harness-side faults that prove the checks are alive (README "Testing the checker"). */
+enum fault_kind { FAULT_NONE, FAULT_LOST_WRITE, FAULT_TORN_READ };
+extern const char *const fault_name[];
+/* Thread 0 injects a fault into one of every FAULT_PERIOD eligible operations. */
+#define FAULT_PERIOD 1000
 enum sweep_param { SWEEP_NONE, SWEEP_THREADS, SWEEP_READERS, SWEEP_WRITERS };
 extern const char *const sweep_name[];
 
@@ -43,6 +48,7 @@ struct options {
     uint64_t seed;
     uint32_t prefill_pct;
     bool json, verify, quiet;
+    int fault;
     int sweep;
     uint32_t sweep_vals[MAX_SWEEP];
     uint32_t n_sweep;

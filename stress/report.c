@@ -205,6 +205,9 @@ static void verify_text(const struct report_info *ri, const struct run *run)
     printf("verify    %s: %s reads checked, %s of them overlapped a write of their key; %s writes checked\n",
            mism ? "FAILED" : "OK", fmt_rate((double)reads, a, sizeof a),
            fmt_rate((double)run->reads_window, c, sizeof c), fmt_rate((double)run->writes_checked, b, sizeof b));
+    if (o->fault != FAULT_NONE)
+        printf("          --inject-fault %s: %" PRIu64 " faults injected (the checks must report them)\n",
+               fault_name[o->fault], run->faults_injected);
     if (run->final_done)
         printf("          final check of all %" PRIu64 " keys: %" PRIu64 " present; bm_count %" PRIu64
                ", bm_foreach %" PRIu64 "%s\n",
@@ -428,6 +431,11 @@ static void json_run(FILE *f, const struct report_info *ri, const struct run *r)
             r->final_foreach, r->restart_done ? "true" : "false");
     if (r->restart_done)
         fprintf(f, ", \"reopen_ms\": %.3f", r->reopen_ms);
+    if (o->fault != FAULT_NONE) {
+        fprintf(f, ", \"inject_fault\": ");
+        json_str(f, fault_name[o->fault]);
+        fprintf(f, ", \"faults_injected\": %" PRIu64, r->faults_injected);
+    }
     fprintf(f, ", \"failures\": [");
     for (uint32_t i = 0; i < r->n_fail_msgs; i++) {
         fputs(i ? ", " : "", f);

@@ -41,6 +41,9 @@ struct worker {
     /* Verification tallies; read by the main thread only after join. */
     uint64_t reads_exact, reads_window, reads_skipped, writes_checked;
     uint64_t prefilled;
+    /* --inject-fault: this worker fakes the fault (one worker per run), counting eligible operations. */
+    bool inject;
+    uint64_t fault_ctr, faults_injected;
     pthread_t th;
 };
 
@@ -77,6 +80,7 @@ struct run {
     bm_stats stats;
     uint64_t rss, rss_peak;
     uint64_t reads_exact, reads_window, reads_skipped, writes_checked;
+    uint64_t faults_injected;
     bool final_done;
     uint64_t final_present, final_count, final_foreach;
     bool restart_done;

@@ -141,8 +141,12 @@ void verify_read(struct worker *w, uint64_t idx, const char *op, uint64_t s1, ui
         return; /* an overlapping write may have been a delete */
     uint32_t g1 = desc_gen(d1);
     const char *bad = NULL;
-    if (desc_present(d1)) {
-        uint64_t overlapping = (s2 - s1 + 1) / 2 + 1;
+    /* Each write the owner began during the read adds at most one generation; one more covers a write that
+     * was in flight at s1 and had not yet published its descriptor when d1 was loaded. */
+    uint64_t overlapping = (s2 - s1 + 1) / 2 + 1;
+    if ((uint64_t)vi->gen > (uint64_t)g1 + overlapping) {
+        bad = "a generation the owner had not yet written when the read ended";
+    } else if (desc_present(d1)) {
         int64_t moved = (int64_t)vi->d - desc_d(d1);
         if (vi->gen < g1)
             bad = "older than the value committed before the read began (a rollback)";

@@ -61,7 +61,13 @@ static void do_insert(struct worker *w, uint64_t idx, struct key_state *st, bool
     key_make(idx, run->key_seed, &k);
     write_begin(run, st);
     uint64_t t0 = now_ns();
-    int ret = bm_insert(run->map, &k, w->wbuf, n, rc);
+    int ret;
+    if (w->inject && record && run->o->fault == FAULT_LOST_WRITE && ++w->fault_ctr % FAULT_PERIOD == 0) {
+        ret = 0; /* acknowledged, never applied: what a lost write looks like from outside */
+        w->faults_injected++;
+    } else {
+        ret = bm_insert(run->map, &k, w->wbuf, n, rc);
+    }
     if (record)
         timed(w, OP_INSERT, t0);
     if (ret != 0) {
@@ -284,6 +290,14 @@ static void do_get(struct worker *w, uint64_t idx)
     if (ret != 0 && ret != BM_ENOTFOUND) {
         run_lib_error(run, "bm_get", idx, ret);
         return;
+    }
+    if (ret == 0 && w->inject && run->o->fault == FAULT_TORN_READ && ++w->fault_ctr % FAULT_PERIOD == 0) {
+        /* One flipped bit in the copy, or in the refcount when no element was copied. */
+        if (n && cap)
+            w->rbuf[(size_t)rng_below(&w->rng, (uint64_t)(n < cap ? n : cap) * run->o->elem_size)] ^= 0x10;
+        else
+            rc ^= UINT64_C(1) << 20;
+        w->faults_injected++;
     }
     struct vinfo vi = {0};
     char why[320] = "";
