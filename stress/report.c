@@ -491,9 +491,19 @@ void report_json(const struct report_info *ri)
         for (uint32_t i = 0; i < ri->n_runs; i++) {
             const struct run *r = ri->runs[i];
             double rate = r->elapsed_s > 0 ? (double)r->all_hist->n / r->elapsed_s : 0;
-            fprintf(f, "%s\n    {\"value\": %u, \"ops_per_s\": %.1f, \"speedup\": %.4f, \"get_p99_ns\": %.1f}",
+            fprintf(f, "%s\n    {\"value\": %u, \"ops_per_s\": %.1f, \"speedup\": %.4f, \"get_p99_ns\": %.1f, "
+                       "\"read_p99_ns\": %.1f, \"ops_per_s_by_kind\": {",
                     i ? "," : "", sweep_value(o, r), rate, base_rate > 0 ? rate / base_rate : 0,
-                    hist_quantile(&r->op_hist[OP_GET], 0.99));
+                    hist_quantile(&r->op_hist[OP_GET], 0.99), hist_quantile(&r->op_hist[OP_READ], 0.99));
+            bool first = true;
+            for (int k = 0; k < OP_N; k++) {
+                if (!op_active(r, k))
+                    continue;
+                fprintf(f, "%s\"%s\": %.1f", first ? "" : ", ", op_name[k],
+                        r->elapsed_s > 0 ? (double)r->op_hist[k].n / r->elapsed_s : 0);
+                first = false;
+            }
+            fprintf(f, "}}");
         }
         fprintf(f, "\n  ]}");
     }
