@@ -14,6 +14,8 @@
 #include <ftw.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,20 +119,47 @@ static int dir_entries(const char *dir)
 
 /* ---- one run ---- */
 
+/* Zeroed memory; with run->shared it stays visible to this process after a forked child that writes it
+ * dies (the shadow model and the histograms of --crash-after). */
+static void *run_alloc(const struct run *run, size_t size)
+{
+    if (!run->shared)
+        return calloc(1, size);
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static void run_dealloc(const struct run *run, void *p, size_t size)
+{
+    if (!p)
+        return;
+    if (run->shared)
+        munmap(p, size);
+    else
+        free(p);
+}
+
+static size_t worker_size(void) { return (sizeof(struct worker) + 63) & ~(size_t)63; }
+
 static struct worker *worker_new(struct run *run, uint32_t id, int role, uint32_t owner)
 {
-    size_t size = (sizeof(struct worker) + 63) & ~(size_t)63;
-    struct worker *w = aligned_alloc(64, size);
+    struct worker *w;
+    if (run->shared) {
+        w = run_alloc(run, worker_size()); /* page-aligned */
+    } else {
+        w = aligned_alloc(64, worker_size());
+        if (w)
+            memset(w, 0, worker_size());
+    }
     if (!w)
         return NULL;
-    memset(w, 0, size);
     size_t buf = (size_t)run->o->len_max * run->o->elem_size + 8;
     w->wbuf = malloc(buf);
     w->rbuf = malloc(buf);
     if (!w->wbuf || !w->rbuf) {
         free(w->wbuf);
         free(w->rbuf);
-        free(w);
+        run_dealloc(run, w, worker_size());
         return NULL;
     }
     w->run = run;
@@ -153,13 +182,13 @@ static struct worker *worker_new(struct run *run, uint32_t id, int role, uint32_
     return w;
 }
 
-static void worker_free(struct worker *w)
+static void worker_free(const struct run *run, struct worker *w)
 {
     if (!w)
         return;
     free(w->wbuf);
     free(w->rbuf);
-    free(w);
+    run_dealloc(run, w, worker_size());
 }
 
 static int open_map(struct run *run)
@@ -183,6 +212,8 @@ static int open_map(struct run *run)
     return ret;
 }
 
+static void merge_results(struct run *run);
+
 /* The conductor's part of a run: everything between opening and closing the map. */
 static void run_workers(struct run *run)
 {
@@ -194,10 +225,10 @@ static void run_workers(struct run *run)
         pre = worker_new(run, UINT32_MAX, ROLE_WRITER, 0);
         if (!pre || prefill_owner(pre, 0, &run->prefill_keys) < 0) {
             run_lib_error(run, "allocating the prefill buffers", UINT64_MAX, -ENOMEM);
-            worker_free(pre);
+            worker_free(run, pre);
             return;
         }
-        worker_free(pre);
+        worker_free(run, pre);
     }
     uint32_t started = 0;
     pthread_barrier_init(&run->barrier, NULL, run->nthreads + 1);
@@ -215,13 +246,15 @@ static void run_workers(struct run *run)
     }
     pthread_barrier_wait(&run->barrier);
     uint64_t start = now_ns();
+    if (run->started_ns)
+        atomic_store(run->started_ns, start);
     run->prefill_s = (double)(start - t_pre) / 1e9;
     for (uint32_t t = 0; t < run->nthreads; t++)
         run->prefill_keys += run->w[t]->prefilled;
 
     struct progress prog;
     bool show = !o->quiet && progress_init(&prog) == 0;
-    uint64_t end = o->ops ? UINT64_MAX : start + (uint64_t)(o->duration_s * 1e9);
+    uint64_t end = o->ops || o->crash_after > 0 ? UINT64_MAX : start + (uint64_t)(o->duration_s * 1e9);
     uint64_t next_tick = start + 1000000000u;
     for (;;) {
         uint64_t now = now_ns();
@@ -252,6 +285,12 @@ static void run_workers(struct run *run)
         progress_free(&prog);
     }
 
+    merge_results(run);
+}
+
+/* Per-thread histograms and tallies into the run's totals (after the workers are gone). */
+static void merge_results(struct run *run)
+{
     struct hist_snap *tmp = malloc(sizeof *tmp);
     if (tmp) {
         for (uint32_t t = 0; t < run->nthreads; t++) {
@@ -286,6 +325,8 @@ static struct run *run_new(const struct options *o, const char *const *drives, u
     run->nthreads = mixed + readers + writers;
     run->nowners = mixed ? mixed : writers ? writers : 1;
     run->leaked_files = -1;
+    run->child_status = -1;
+    run->shared = o->crash_after > 0;
     pthread_mutex_init(&run->fail_mu, NULL);
     /* Keys and values depend on the seed only, so every sweep point works on the same key set. */
     run->key_seed = mix64(o->seed ^ UINT64_C(0x6b657973));
@@ -295,7 +336,9 @@ static struct run *run_new(const struct options *o, const char *const *drives, u
     run->vc.len_span = o->len_max - o->len_min + 1;
     run->op_hist = calloc(OP_N, sizeof *run->op_hist);
     run->all_hist = calloc(1, sizeof *run->all_hist);
-    run->states = calloc(o->keys, sizeof *run->states);
+    run->states = run_alloc(run, o->keys * sizeof *run->states);
+    if (run->shared)
+        run->started_ns = run_alloc(run, sizeof *run->started_ns);
     run->w = calloc(run->nthreads ? run->nthreads : 1, sizeof *run->w);
     if (!run->op_hist || !run->all_hist || !run->states || !run->w)
         return run; /* run_exec reports -ENOMEM */
@@ -332,7 +375,7 @@ static struct run *run_new(const struct options *o, const char *const *drives, u
 
 static bool run_ready(const struct run *run)
 {
-    if (!run->op_hist || !run->all_hist || !run->states || !run->w)
+    if (!run->op_hist || !run->all_hist || !run->states || !run->w || (run->shared && !run->started_ns))
         return false;
     for (uint32_t t = 0; t < run->nthreads; t++)
         if (!run->w[t])
@@ -354,7 +397,7 @@ static void run_exec(struct run *run)
         return;
     run_workers(run);
     bm_get_stats(run->map, &run->stats);
-    process_rss(&run->rss, &run->rss_peak);
+    process_rss(0, &run->rss, &run->rss_peak);
     if (o->verify)
         verify_final(run, "final");
     bm_close(run->map);
@@ -386,15 +429,94 @@ static void run_exec(struct run *run)
                      leaked, leaked == 1 ? "y" : "ies");
 }
 
+/*
+ * --crash-after: a forked child opens the persistent map and runs the workers (prefill, then the timed
+ * phase) until this process SIGKILLs it; the shadow model and the histograms are in shared memory, so they
+ * survive it. Then the map is reopened here: every write the child had acknowledged must be there exactly,
+ * and a write the kill cut short must have happened entirely or not at all (verify_final).
+ */
+static void run_exec_crash(struct run *run)
+{
+    const struct options *o = run->o;
+    if (!run_ready(run)) {
+        run_lib_error(run, "allocating the shadow model", UINT64_MAX, -ENOMEM);
+        return;
+    }
+    fflush(NULL); /* nothing buffered may be printed twice */
+    uint64_t t_fork = now_ns();
+    pid_t pid = fork();
+    if (pid < 0) {
+        run_lib_error(run, "fork", UINT64_MAX, -errno);
+        return;
+    }
+    if (pid == 0) {
+        /* The child: only the kill is supposed to end this. */
+        if (open_map(run) != 0)
+            _exit(2);
+        run_workers(run);
+        _exit(atomic_load(&run->mismatches) ? 1 : 2);
+    }
+
+    uint64_t killed_at = 0;
+    int status = 0;
+    for (;;) {
+        pid_t got = waitpid(pid, &status, WNOHANG);
+        if (got == pid) {
+            run->child_status = status; /* it stopped by itself: its messages are on stderr already */
+            break;
+        }
+        uint64_t start = atomic_load(run->started_ns), now = now_ns();
+        if (interrupted || (start && now >= start + (uint64_t)(o->crash_after * 1e9))) {
+            process_rss(pid, &run->rss, &run->rss_peak);
+            killed_at = now_ns();
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            break;
+        }
+        struct timespec ts = {0, 2000000};
+        nanosleep(&ts, NULL);
+    }
+    uint64_t start = atomic_load(run->started_ns);
+    run->interrupted = interrupted;
+    run->elapsed_s = start && killed_at > start ? (double)(killed_at - start) / 1e9 : 0;
+    run->prefill_s = start ? (double)(start - t_fork) / 1e9 : 0;
+    for (uint32_t t = 0; t < run->nthreads; t++)
+        run->prefill_keys += run->w[t]->prefilled;
+    merge_results(run);
+    if (run->child_status >= 0) {
+        int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        if (code == 1) {
+            run_mismatch(run, UINT64_MAX, "the workers' process found a mismatch before the crash (see above)");
+        } else {
+            snprintf(run->lib_err_msg, sizeof run->lib_err_msg,
+                     "the workers' process ended before the crash with status %d (its error is above)", code);
+            atomic_store(&run->lib_err, -1);
+        }
+        return;
+    }
+
+    run->crashed = true;
+    uint64_t t0 = now_ns();
+    if (open_map(run) != 0)
+        return;
+    run->reopen_ms = (double)(now_ns() - t0) / 1e6;
+    bm_get_stats(run->map, &run->stats);
+    verify_final(run, "after crash");
+    run->restart_done = true;
+    bm_close(run->map);
+    run->map = NULL;
+}
+
 static void run_free(struct run *run)
 {
     if (!run)
         return;
     if (run->w)
         for (uint32_t t = 0; t < run->nthreads; t++)
-            worker_free(run->w[t]);
+            worker_free(run, run->w[t]);
     free(run->w);
-    free(run->states);
+    run_dealloc(run, run->states, run->o->keys * sizeof *run->states);
+    run_dealloc(run, (void *)run->started_ns, sizeof *run->started_ns);
     free(run->op_hist);
     free(run->all_hist);
     for (uint32_t i = 0; i < run->n_fail_msgs; i++)
@@ -410,7 +532,7 @@ int main(int argc, char **argv)
     if (prc != 0)
         return prc > 0 ? 0 : 2;
 
-    char tmpdir[4096] = "";
+    char tmpdir[4096] = "", restart_buf[4200];
     const char *drives[MAX_DRIVES];
     uint32_t n_drives = o.n_drives;
     char drive_desc[4200];
@@ -424,6 +546,11 @@ int main(int argc, char **argv)
         drives[0] = tmpdir;
         n_drives = 1;
         snprintf(drive_desc, sizeof drive_desc, "temporary drive %s", tmpdir);
+        if (o.crash_after > 0 && !o.restart) {
+            /* Beside the drive, not in it: the drive holds only the map's own files. */
+            snprintf(restart_buf, sizeof restart_buf, "%s.restart", tmpdir);
+            o.restart = restart_buf;
+        }
     } else {
         size_t used = (size_t)snprintf(drive_desc, sizeof drive_desc, "drive%s", n_drives > 1 ? "s" : "");
         for (uint32_t i = 0; i < n_drives; i++) {
@@ -467,7 +594,10 @@ int main(int argc, char **argv)
             fprintf(stderr, "bm-stress: out of memory\n");
             return 2;
         }
-        run_exec(run);
+        if (o.crash_after > 0)
+            run_exec_crash(run);
+        else
+            run_exec(run);
         ri.runs[ri.n_runs++] = run;
         failed |= atomic_load(&run->mismatches) != 0;
         errored |= run->lib_err != 0;

@@ -54,6 +54,10 @@ void options_usage(FILE *f, const char *prog)
         "                         directory under $TMPDIR or /tmp, removed at the end)\n"
         "  -R, --restart PATH     make the map persistent with this restart file; at the end it is\n"
         "                         closed, reopened and verified again (PATH must not exist yet)\n"
+        "      --crash-after SEC  instead of --duration: run the workers in a child process, SIGKILL it\n"
+        "                         SEC seconds into the timed phase, reopen the map and check that every\n"
+        "                         acknowledged write survived and no in-flight one is torn (persistent;\n"
+        "                         with the default drive the restart file goes next to it; default off)\n"
         "      --flush-ms MS      run the library's background flusher every MS ms (default off)\n"
         "      --no-prealloc      pass BM_F_NO_PREALLOC (sparse files; for tmpfs and throwaway runs)\n"
         "Run control and output:\n"
@@ -264,6 +268,7 @@ enum {
     OPT_SWEEP,
     OPT_NO_VERIFY,
     OPT_FAULT,
+    OPT_CRASH,
 };
 
 int options_parse(int argc, char **argv, struct options *o)
@@ -291,6 +296,7 @@ int options_parse(int argc, char **argv, struct options *o)
         {"sweep", required_argument, NULL, OPT_SWEEP},
         {"no-verify", no_argument, NULL, OPT_NO_VERIFY},
         {"inject-fault", required_argument, NULL, OPT_FAULT},
+        {"crash-after", required_argument, NULL, OPT_CRASH},
         {"json", no_argument, NULL, 'j'},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
@@ -341,6 +347,16 @@ int options_parse(int argc, char **argv, struct options *o)
                 return -1;
             }
             duration_given = true;
+            break;
+        }
+        case OPT_CRASH: {
+            char *end;
+            errno = 0;
+            o->crash_after = strtod(optarg, &end);
+            if (errno || end == optarg || *end || !(o->crash_after > 0) || o->crash_after > 1e6) {
+                usage_error("--crash-after: '%s' is not a positive number of seconds", optarg);
+                return -1;
+            }
             break;
         }
         case 'n':
@@ -478,8 +494,22 @@ int options_parse(int argc, char **argv, struct options *o)
         usage_error("--duration and --ops exclude each other");
         return -1;
     }
-    if (!ops_given && !duration_given)
+    if (o->crash_after > 0) {
+        if (duration_given || ops_given || o->sweep != SWEEP_NONE) {
+            usage_error("--crash-after ends the run itself: no --duration, --ops or --sweep with it");
+            return -1;
+        }
+        if (!o->verify) {
+            usage_error("--crash-after needs verification on: checking what survived is its purpose");
+            return -1;
+        }
+        if (o->n_drives && !o->restart) {
+            usage_error("--crash-after with --drive needs --restart PATH (the map there must be persistent)");
+            return -1;
+        }
+    } else if (!ops_given && !duration_given) {
         o->duration_s = 10;
+    }
     o->split_roles = readers_given || writers_given;
     if (!o->split_roles && !threads_given)
         o->threads = default_threads;

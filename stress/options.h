@@ -30,7 +30,8 @@ struct options {
     uint32_t threads;
     uint32_t readers, writers;
     bool split_roles;
-    double duration_s; /* 0 when ops is set */
+    double duration_s; /* 0 when ops or crash_after is set */
+    double crash_after; /* > 0: SIGKILL the workers' process this long into the timed phase, then recover */
     uint64_t ops;      /* total over all threads; 0 = run for duration_s */
     uint64_t keys;
     int dist;

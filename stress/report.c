@@ -60,10 +60,15 @@ static const char *fmt_bytes(double b, char *buf, size_t len)
     return buf;
 }
 
-void process_rss(uint64_t *rss, uint64_t *peak)
+void process_rss(int pid, uint64_t *rss, uint64_t *peak)
 {
     *rss = *peak = 0;
-    FILE *f = fopen("/proc/self/status", "r");
+    char path[64];
+    if (pid)
+        snprintf(path, sizeof path, "/proc/%d/status", pid);
+    else
+        snprintf(path, sizeof path, "/proc/self/status");
+    FILE *f = fopen(path, "r");
     if (!f)
         return;
     char line[256];
@@ -213,7 +218,12 @@ static void verify_text(const struct report_info *ri, const struct run *run)
                ", bm_foreach %" PRIu64 "%s\n",
                o->keys, run->final_present, run->final_count, run->final_foreach,
                mism ? "" : ", all values exact, bm_verify clean");
-    if (run->restart_done)
+    if (run->restart_done && run->crashed)
+        printf("          crash: workers' process SIGKILLed %.2f s into the timed phase, map reopened in %.2f ms;\n"
+               "          %" PRIu64 " write%s in flight (%" PRIu64 " found applied, the rest not), every key checked\n",
+               run->elapsed_s, run->reopen_ms, run->inflight, run->inflight == 1 ? " was" : "s were",
+               run->inflight_applied);
+    else if (run->restart_done)
         printf("          restart: closed, reopened in %.2f ms, every key checked again\n", run->reopen_ms);
     if (mism)
         printf("          %" PRIu64 " mismatch%s (the first %u are listed on stderr and below)\n", mism,
@@ -226,9 +236,12 @@ static void map_text(const struct run *run)
 {
     const bm_stats *s = &run->stats;
     char a[32], b[32], c[32];
-    printf("map       %" PRIu64 " entries, %" PRIu64 " buckets with files; grows: %" PRIu64 " index (%" PRIu64
+    if (run->crashed)
+        printf("map       (as reopened after the crash: the grow counters start again at open)\n");
+    printf("%s%" PRIu64 " entries, %" PRIu64 " buckets with files; grows: %" PRIu64 " index (%" PRIu64
            " retried larger), %" PRIu64 " data, %" PRIu64 " failed, %s growing\n",
-           s->entries, s->buckets_allocated, s->index_grows, s->index_failed_grows, s->data_grows, s->grow_errors,
+           run->crashed ? "          " : "map       ", s->entries, s->buckets_allocated, s->index_grows,
+           s->index_failed_grows, s->data_grows, s->grow_errors,
            fmt_ns((double)s->grow_ns, a, sizeof a));
     uint64_t disk = s->index_bytes + s->data_bytes;
     printf("          %" PRIu64 " files: index %s + data %s = %s", s->files, fmt_bytes((double)s->index_bytes, a, sizeof a),
@@ -263,8 +276,8 @@ static void run_text(const struct report_info *ri, const struct run *run)
     if (run->lib_err)
         printf("error     %s\n", run->lib_err_msg);
     map_text(run);
-    printf("process   RSS %s (peak %s)\n", fmt_bytes((double)run->rss, a, sizeof a),
-           fmt_bytes((double)run->rss_peak, b, sizeof b));
+    printf("process   RSS %s (peak %s)%s\n", fmt_bytes((double)run->rss, a, sizeof a),
+           fmt_bytes((double)run->rss_peak, b, sizeof b), run->crashed ? " of the workers' process before the kill" : "");
 }
 
 static uint32_t sweep_value(const struct options *o, const struct run *run)
@@ -310,7 +323,9 @@ void report_text(const struct report_info *ri)
     char mix[160], thr[64];
     options_mix_string(o, mix, sizeof mix);
     printf("bm-stress (%s)  seed %" PRIu64 "\n", ri->variant, o->seed);
-    if (o->ops)
+    if (o->crash_after > 0)
+        printf("run       SIGKILL after %.1f s, then recover", o->crash_after);
+    else if (o->ops)
         printf("run       %" PRIu64 " operations in total", o->ops);
     else
         printf("run       %.1f s per point", o->duration_s);
@@ -431,6 +446,9 @@ static void json_run(FILE *f, const struct report_info *ri, const struct run *r)
             r->final_foreach, r->restart_done ? "true" : "false");
     if (r->restart_done)
         fprintf(f, ", \"reopen_ms\": %.3f", r->reopen_ms);
+    if (r->crashed)
+        fprintf(f, ", \"crash\": {\"after_s\": %.3f, \"inflight\": %" PRIu64 ", \"inflight_applied\": %" PRIu64 "}",
+                r->elapsed_s, r->inflight, r->inflight_applied);
     if (o->fault != FAULT_NONE) {
         fprintf(f, ", \"inject_fault\": ");
         json_str(f, fault_name[o->fault]);
@@ -457,10 +475,10 @@ void report_json(const struct report_info *ri)
     options_mix_string(o, mix, sizeof mix);
     fprintf(f, "{\n  \"tool\": \"bm-stress\",\n  \"variant\": ");
     json_str(f, ri->variant);
-    fprintf(f, ",\n  \"config\": {\"seed\": %" PRIu64 ", \"duration_s\": %.3f, \"ops\": %" PRIu64 ", \"keys\": %" PRIu64
+    fprintf(f, ",\n  \"config\": {\"seed\": %" PRIu64 ", \"duration_s\": %.3f, \"crash_after_s\": %.3f, \"ops\": %" PRIu64 ", \"keys\": %" PRIu64
                ", \"dist\": \"%s\", \"theta\": %.4f, \"value_len_min\": %u, \"value_len_max\": %u, \"elem_size\": %u"
                ", \"mix\": ",
-            o->seed, o->duration_s, o->ops, o->keys, o->dist == DIST_ZIPF ? "zipf" : "uniform", o->theta, o->len_min,
+            o->seed, o->duration_s, o->crash_after, o->ops, o->keys, o->dist == DIST_ZIPF ? "zipf" : "uniform", o->theta, o->len_min,
             o->len_max, o->elem_size);
     json_str(f, mix);
     fprintf(f, ", \"prefill_pct\": %u, \"buckets\": %u, \"max_search\": %u, \"flush_ms\": %u, \"no_prealloc\": %s"

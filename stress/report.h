@@ -38,7 +38,7 @@ void progress_finish(struct run *run, struct progress *p);
 void report_text(const struct report_info *ri);
 void report_json(const struct report_info *ri);
 
-/* VmRSS and VmHWM of this process in bytes (0 when /proc is unavailable). */
-void process_rss(uint64_t *rss, uint64_t *peak);
+/* VmRSS and VmHWM in bytes of process pid, 0 = this one (0 when /proc is unavailable). */
+void process_rss(int pid, uint64_t *rss, uint64_t *peak);
 
 #endif

@@ -85,6 +85,12 @@ struct run {
     uint64_t final_present, final_count, final_foreach;
     bool restart_done;
     double reopen_ms;
+    /* --crash-after: the workers run in a child process; what both processes see lives in shared memory. */
+    bool shared;                  /* states and workers are MAP_SHARED (survive the child) */
+    _Atomic uint64_t *started_ns; /* shared: when the child's timed phase began, 0 before */
+    bool crashed;                 /* the map was reopened after a SIGKILL: in-flight writes may be either way */
+    int child_status;             /* the child's wait status when it ended before the kill, else -1 */
+    uint64_t inflight, inflight_applied; /* keys whose write the kill interrupted; of those, now in their new state */
     bool interrupted;
     int leaked_files; /* entries left in the drives by a temporary map, -1 if not checked */
 };

@@ -213,6 +213,83 @@ static int foreach_cb(const bm_key *k, const bm_value *v, void *arg)
     return 0;
 }
 
+/* Present with the same generation and refcount offset, or both absent (whatever generation came before). */
+static bool same_state(uint64_t a, uint64_t b)
+{
+    if (desc_present(a) != desc_present(b))
+        return false;
+    return !desc_present(a) || (desc_gen(a) == desc_gen(b) && desc_d(a) == desc_d(b));
+}
+
+/* The state the map holds for key idx, read with bm_get, as a descriptor; -1 after reporting why it is not a
+ * well-formed value of this key (or a library error). */
+static int observe(struct run *run, uint64_t idx, uint8_t *buf, const char *label, uint64_t *out)
+{
+    bm_key k;
+    key_make(idx, run->key_seed, &k);
+    uint32_t n = 0;
+    uint64_t rc = 0;
+    int ret = bm_get(run->map, &k, buf, run->o->len_max, &n, &rc);
+    if (ret == BM_ENOTFOUND) {
+        *out = desc_make(false, 0, 0);
+        return 0;
+    }
+    if (ret != 0) {
+        run_lib_error(run, "bm_get (final check)", idx, ret);
+        return -1;
+    }
+    struct vinfo vi;
+    char why[320];
+    if (val_decode(&run->vc, idx, buf, n, n, rc, &vi, why, sizeof why) < 0) {
+        run_mismatch(run, idx, "%s check (bm_get) of a key whose write the crash interrupted: malformed value: %s",
+                     label, why);
+        return -1;
+    }
+    *out = desc_make(true, vi.gen, vi.d);
+    return 0;
+}
+
+/* After a crash (verify.h): settle every key whose write was in flight to the outcome the map holds, after
+ * checking it is the state before or after that write, nothing in between. */
+static void resolve_inflight(struct run *run, uint8_t *buf, const char *label)
+{
+    for (uint64_t idx = 0; idx < run->o->keys; idx++) {
+        struct key_state *st = key_state_of(run, idx);
+        uint64_t s = atomic_load_explicit(&st->seq, memory_order_relaxed);
+        if (!(s & 1))
+            continue;
+        run->inflight++;
+        uint64_t d = atomic_load_explicit(&st->desc, memory_order_relaxed);
+        uint64_t next = atomic_load_explicit(&st->next, memory_order_relaxed);
+        uint64_t got;
+        if (d & DESC_POISON) {
+            atomic_store_explicit(&st->seq, s + 1, memory_order_relaxed);
+            continue;
+        }
+        if (observe(run, idx, buf, label, &got) < 0) {
+            atomic_store_explicit(&st->desc, d | DESC_POISON, memory_order_relaxed);
+        } else if (same_state(got, d) || same_state(got, next)) {
+            bool applied = !same_state(got, d);
+            run->inflight_applied += applied;
+            /* An absent key keeps the generation it had, so a later check still rejects that one's return. */
+            uint64_t settled = applied ? next : d;
+            atomic_store_explicit(&st->desc, settled, memory_order_relaxed);
+        } else {
+            char a[160], b[160], c[160];
+            desc_describe(&run->vc, idx, d, a, sizeof a);
+            desc_describe(&run->vc, idx, next, b, sizeof b);
+            if (desc_present(got))
+                desc_describe(&run->vc, idx, got, c, sizeof c);
+            else
+                snprintf(c, sizeof c, "absent (BM_ENOTFOUND)");
+            run_mismatch(run, idx, "%s check: the crash interrupted a write of this key, so it must be either %s "
+                         "(before) or %s (after); found %s", label, a, b, c);
+            atomic_store_explicit(&st->desc, d | DESC_POISON, memory_order_relaxed);
+        }
+        atomic_store_explicit(&st->seq, s + 1, memory_order_relaxed);
+    }
+}
+
 uint64_t verify_final(struct run *run, const char *label)
 {
     const struct options *o = run->o;
@@ -225,6 +302,8 @@ uint64_t verify_final(struct run *run, const char *label)
         run_lib_error(run, "allocating the final check's buffers", UINT64_MAX, -12);
         return 0;
     }
+    if (run->crashed)
+        resolve_inflight(run, buf, label);
     uint64_t present = 0;
     char why[320], exp[160], got[160];
     for (uint64_t idx = 0; idx < o->keys; idx++) {

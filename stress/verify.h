@@ -33,6 +33,11 @@
  * before the second load), and a descriptor read with acquire was published after the library call
  * returned, so the library's read that follows it must see that write.
  *
+ * CRASH (--crash-after). Before each write the owner also records the state the write will produce (next).
+ * After the workers' process is killed, a key with an even seq must hold exactly desc; a key with an odd seq
+ * had a write in flight and must hold exactly desc or exactly next (all or nothing); whichever it holds
+ * becomes the model's state for the final check.
+ *
  * FINAL CHECK. After the workers stop, every key is compared exactly with its descriptor (bm_get), bm_count
  * and the stats' entry count must equal the number of present keys, and bm_foreach must visit exactly the
  * present keys, once each, with their exact values. With --restart the same check runs after reopening.
@@ -57,6 +62,9 @@
 struct key_state {
     _Atomic uint64_t seq;
     _Atomic uint64_t desc;
+    /* The state the owner's current write will produce, stored before seq turns odd: after a crash (an odd
+     * seq), the map must hold exactly desc or exactly next. */
+    _Atomic uint64_t next;
 };
 
 static inline uint64_t desc_make(bool present, uint32_t gen, int32_t d)

@@ -18,10 +18,11 @@ static inline bool verifying(const struct run *run) { return run->o->verify; }
 
 /* ---- the owner's side of the seqcount (verify.h) ---- */
 
-static inline void write_begin(struct run *run, struct key_state *st)
+static inline void write_begin(struct run *run, struct key_state *st, uint64_t next)
 {
     if (!verifying(run))
         return;
+    atomic_store_explicit(&st->next, next, memory_order_relaxed);
     uint64_t s = atomic_load_explicit(&st->seq, memory_order_relaxed);
     atomic_store_explicit(&st->seq, s + 1, memory_order_relaxed);
     atomic_thread_fence(memory_order_release);
@@ -59,7 +60,7 @@ static void do_insert(struct worker *w, uint64_t idx, struct key_state *st, bool
     uint64_t rc = val_refcount(&run->vc, idx, gen, d);
     bm_key k;
     key_make(idx, run->key_seed, &k);
-    write_begin(run, st);
+    write_begin(run, st, desc_make(true, gen, d) | (d0 & DESC_POISON));
     uint64_t t0 = now_ns();
     int ret;
     if (w->inject && record && run->o->fault == FAULT_LOST_WRITE && ++w->fault_ctr % FAULT_PERIOD == 0) {
@@ -144,9 +145,13 @@ static void do_update(struct worker *w, uint64_t idx, struct key_state *st)
         c.elems = w->wbuf;
         c.refcount = val_refcount(&run->vc, idx, gen, d);
     }
+    uint64_t nd = action == BM_WRITE    ? desc_make(true, gen, d)
+                  : action == BM_DELETE ? desc_make(false, desc_gen(d0), 0)
+                                        : d0;
+    nd |= d0 & DESC_POISON;
     bm_key k;
     key_make(idx, run->key_seed, &k);
-    write_begin(run, st);
+    write_begin(run, st, nd);
     uint64_t t0 = now_ns();
     int ret = bm_update(run->map, &k, upd_cb, &c);
     timed(w, OP_UPDATE, t0);
@@ -164,8 +169,7 @@ static void do_update(struct worker *w, uint64_t idx, struct key_state *st)
         write_end(run, st, d0 | DESC_POISON);
         return;
     }
-    uint64_t nd = action == BM_WRITE ? desc_make(true, gen, d) : action == BM_DELETE ? desc_make(false, desc_gen(d0), 0) : d0;
-    write_end(run, st, nd | (d0 & DESC_POISON));
+    write_end(run, st, nd);
     w->writes_checked += c.check;
 }
 
@@ -175,7 +179,7 @@ static void do_delete(struct worker *w, uint64_t idx, struct key_state *st)
     uint64_t d0 = atomic_load_explicit(&st->desc, memory_order_relaxed);
     bm_key k;
     key_make(idx, run->key_seed, &k);
-    write_begin(run, st);
+    write_begin(run, st, desc_make(false, desc_gen(d0), 0) | (d0 & DESC_POISON));
     uint64_t t0 = now_ns();
     int ret = bm_delete(run->map, &k);
     timed(w, OP_DELETE, t0);
@@ -213,7 +217,7 @@ static void do_ref(struct worker *w, uint64_t idx, struct key_state *st, int op)
     key_make(idx, run->key_seed, &k);
     uint64_t got = 0;
     char exp[160];
-    write_begin(run, st);
+    write_begin(run, st, desc_present(d0) ? desc_make(true, desc_gen(d0), nd) | (d0 & DESC_POISON) : d0);
     uint64_t t0 = now_ns();
     int ret = op == OP_ADDREF ? bm_addref(run->map, &k, &got) : bm_unref(run->map, &k, &got);
     timed(w, op, t0);
