@@ -26,8 +26,9 @@
  * or absent, generation, refcount) — a lost write, a stale value or a resurrected key fails here. Otherwise
  * a write overlapped and any state the key passed through during the read is acceptable; the value must
  * still be well-formed, must not be older than d1 (generation >= d1's; a deleted generation never
- * reappears), and its refcount may have moved by at most the number of overlapping writes. Absence is
- * accepted in that case (the overlapping write may have been a delete).
+ * reappears) nor newer than the overlapping writes can explain, and its refcount may have moved by at most
+ * the number of overlapping writes. Absence is accepted in that case (the overlapping write may have been a
+ * delete).
  * The fences make this sound in the C11 model, not only on x86: a read that observed a write of a later
  * operation also observes that operation's odd seq (release fence before the library call, acquire fence
  * before the second load), and a descriptor read with acquire was published after the library call

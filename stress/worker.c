@@ -37,12 +37,6 @@ static inline void write_end(struct run *run, struct key_state *st, uint64_t des
     atomic_store_explicit(&st->seq, s + 1, memory_order_release);
 }
 
-static inline void poison(struct key_state *st)
-{
-    uint64_t d = atomic_load_explicit(&st->desc, memory_order_relaxed);
-    atomic_store_explicit(&st->desc, d | DESC_POISON, memory_order_release);
-}
-
 static inline void timed(struct worker *w, int op, uint64_t t0)
 {
     hist_record(&w->hist[op], now_ns() - t0);
