@@ -379,6 +379,35 @@ START_TEST(t_too_big)
 }
 END_TEST
 
+START_TEST(t_too_big_wraps)
+{
+    /* n * elem_size that wraps to a small number in 32-bit arithmetic (2^32 + a few bytes) would pass a naive
+     * size check and then store a huge n over a few copied bytes: the check must be done in wider arithmetic. */
+    const uint32_t sizes[] = {3, 16, 4095, 4096};
+    uint8_t small[2 * 4096];
+    tu_fill(small, sizeof small, 11);
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        uint32_t es = sizes[s];
+        bm_map *m = tu_open(es, 2, 0);
+        bm_key present = tu_key(1), absent = tu_key(2);
+        TU_OK(bm_insert(m, &present, small, 2, 3));
+        uint32_t n = (uint32_t)((1ull << 32) / es) + 1;
+        int r = bm_insert(m, &absent, small, n, 1);
+        ck_assert_msg(r == BM_ETOOBIG, "elem_size %u, n=%u: bm_insert returned %d (%s)", es, n, r, bm_strerror(r));
+        r = bm_insert(m, &present, small, n, 1);
+        ck_assert_msg(r == BM_ETOOBIG, "elem_size %u, n=%u: bm_insert over a key returned %d (%s)", es, n, r,
+                      bm_strerror(r));
+        upd_ans a = {.action = BM_WRITE, .out = {.elems = small, .n = n, .refcount = 1}};
+        r = bm_update(m, &present, upd_answer, &a);
+        ck_assert_msg(r == BM_ETOOBIG, "elem_size %u, n=%u: bm_update returned %d (%s)", es, n, r, bm_strerror(r));
+        tu_expect_absent(m, &absent);
+        tu_expect_value(m, &present, es, small, 2, 3);
+        ck_assert_uint_eq(bm_count(m), 1);
+        bm_close(m);
+    }
+}
+END_TEST
+
 START_TEST(t_update_unknown_action)
 {
     bm_map *m = open_baseline();
@@ -562,6 +591,7 @@ int main(void)
     tcase_add_test(tc, t_null_args);
     tcase_add_test(tc, t_elems_null);
     tcase_add_test(tc, t_too_big);
+    tcase_add_test(tc, t_too_big_wraps);
     tcase_add_test(tc, t_update_unknown_action);
     tcase_add_test(tc, t_strerror_any);
     suite_add_tcase(s, tc);
