@@ -5,65 +5,106 @@
  *   bmctl verify --restart PATH [--json] DRIVE...
  *   bmctl dump   --restart PATH [--limit N] [--json] DRIVE...
  *   bmctl get    --restart PATH [--json] KEYHEX DRIVE...
- *   bmctl put    --restart PATH [--elem-size N] [--refcount N] [--elem HEX]... KEYHEX DRIVE...
+ *   bmctl put    --restart PATH --refcount N [--elem HEX]... [--elem-size N] KEYHEX DRIVE...
  *
- * The map's shape (elem_size, buckets, max_search) comes from the restart file, so a person only names
- * the files. Opening takes the drive lock: a map in use by a process is refused (BM_ELOCKED), never
- * read behind its owner's back. Exit status: 0 success (verify: clean), 1 verify found problems or get
- * found no key, 2 usage or library error.
+ * The map's shape (elem_size, buckets, max_search) comes from the restart file (bm_read_restart_info), so
+ * a person only names the files. Opening takes the drive lock: a map in use by a process is refused
+ * (BM_ELOCKED), never read behind its owner's back. Exit status: 0 success (verify: clean), 1 verify found
+ * problems or get found no key, 2 usage, open or library error.
  */
 #include <bucketmap.h>
 
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+enum { EXIT_PROBLEM = 1, EXIT_ERROR = 2 };
+
 struct opts {
+    const char *cmd;
     const char *restart;
     const char *const *drives;
     uint32_t n_drives;
     int json, verbose;
     uint64_t limit;
     uint32_t elem_size;
+    int have_refcount;
     uint64_t refcount;
-    const char *elems[256];
+    const char **elems;
     uint32_t n_elems;
     const char *key;
 };
 
-static const char *usage_text =
+struct command {
+    const char *name;
+    const char *synopsis;
+    const char *text;
+    int (*run)(const struct opts *o);
+};
+
+static const struct command *find_command(const char *name);
+
+static const char *general_usage =
     "usage: bmctl COMMAND --restart PATH [options] [KEYHEX] DRIVE...\n"
+    "\n"
+    "Inspect and edit a persistent bucketmap. PATH is the map's restart file; the DRIVE directories are\n"
+    "given in the order the map was opened with. The map's drive lock is taken, so a map that a process\n"
+    "has open is refused.\n"
     "\n"
     "commands:\n"
     "  info     buckets, files per drive, capacities, load factors, entries, bytes (-v: per bucket)\n"
     "  verify   check every entry, cell and count; exit 0 only when clean\n"
-    "  dump     every key (hex) with its refcount and elements (hex); --limit N\n"
-    "  get      one key: KEYHEX is 64 hex digits\n"
-    "  put      write one key: --refcount N, --elem HEX (repeat for each element); creates the map\n"
-    "           when the restart file does not exist yet (then --elem-size N is required)\n"
+    "  dump     every key (hex) with its refcount and elements (hex)\n"
+    "  get      one key's refcount and elements\n"
+    "  put      write one key (creates the map when the restart file does not exist)\n"
     "\n"
-    "options:\n"
+    "common options:\n"
     "  --restart PATH   the map's restart file (required)\n"
     "  --json           one JSON document on stdout instead of text\n"
-    "  -v, --verbose    info: a line per allocated bucket\n"
-    "  --limit N        dump: at most N keys\n"
-    "  --elem-size N    put on a new map: bytes per element\n"
-    "  --refcount N     put: the refcount (default 1)\n"
-    "  --elem HEX       put: one element, exactly elem_size bytes in hex\n"
-    "  -h, --help       this text\n";
+    "  -h, --help       help (bmctl COMMAND --help for one command)\n"
+    "\n"
+    "exit status: 0 success, 1 verify found problems / get found no key, 2 usage, open or library error\n";
 
-static int usage(int code)
+static int usage_general(int code)
 {
-    fputs(usage_text, code ? stderr : stdout);
+    fputs(general_usage, code ? stderr : stdout);
+    return code;
+}
+
+static int usage_command(const struct command *c, int code)
+{
+    FILE *f = code ? stderr : stdout;
+    fprintf(f, "usage: bmctl %s %s\n\n%s", c->name, c->synopsis, c->text);
     return code;
 }
 
 static int fail(const char *what, int err)
 {
     fprintf(stderr, "bmctl: %s: %s\n", what, bm_strerror(err));
-    return 2;
+    return EXIT_ERROR;
+}
+
+static int bad_usage(const struct opts *o, const char *msg, const char *arg)
+{
+    fprintf(stderr, "bmctl %s: %s%s%s%s\n", o->cmd, msg, arg ? " '" : "", arg ? arg : "", arg ? "'" : "");
+    fprintf(stderr, "try 'bmctl %s --help'\n", o->cmd);
+    return EXIT_ERROR;
+}
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+    if (!s || !*s || *s == '-' || *s == '+' || *s == ' ')
+        return -1;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 0);
+    if (errno || *end)
+        return -1;
+    *out = v;
+    return 0;
 }
 
 static int hexval(char c)
@@ -77,9 +118,11 @@ static int hexval(char c)
     return -1;
 }
 
-/* Parses exactly n bytes of hex. 0 or -1. */
+/* Parses exactly n bytes of hex (an optional 0x prefix is allowed). 0 or -1. */
 static int parse_hex(const char *s, uint8_t *out, size_t n)
 {
+    if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X'))
+        s += 2;
     if (strlen(s) != 2 * n)
         return -1;
     for (size_t i = 0; i < n; i++) {
@@ -98,18 +141,34 @@ static void print_hex(const void *p, size_t n)
         printf("%02x", b[i]);
 }
 
+static void print_json_string(const char *s)
+{
+    putchar('"');
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            printf("\\%c", *p);
+        else if (*p < 0x20)
+            printf("\\u%04x", *p);
+        else
+            putchar(*p);
+    }
+    putchar('"');
+}
+
 static int open_map(const struct opts *o, uint32_t elem_size_if_new, bm_map **m, bm_restart_info *ri)
 {
     int err = bm_read_restart_info(o->restart, ri);
     bm_config cfg = {0};
     if (err == 0) {
-        cfg.elem_size = ri->elem_size;
+        /* An --elem-size that differs, or another drive count, is refused by bm_open (BM_EMISMATCH). */
+        cfg.elem_size = elem_size_if_new ? elem_size_if_new : ri->elem_size;
         cfg.max_buckets = ri->max_buckets;
         cfg.max_search = ri->max_search;
-    } else if (err == -2 /* -ENOENT */ && elem_size_if_new) {
+    } else if (err == -ENOENT && elem_size_if_new) {
         cfg.elem_size = elem_size_if_new;
-        memset(ri, 0, sizeof(*ri));
-        ri->elem_size = elem_size_if_new;
+    } else if (err == -ENOENT && !strcmp(o->cmd, "put")) {
+        fprintf(stderr, "bmctl put: %s does not exist: creating a map needs --elem-size N\n", o->restart);
+        return EXIT_ERROR;
     } else {
         return fail(o->restart, err);
     }
@@ -118,6 +177,13 @@ static int open_map(const struct opts *o, uint32_t elem_size_if_new, bm_map **m,
     cfg.restart_path = o->restart;
     if ((err = bm_open(&cfg, m)))
         return fail("open", err);
+    if (!ri->elem_size) { /* a new map: report its actual identity */
+        int e2 = bm_read_restart_info(o->restart, ri);
+        if (e2) {
+            bm_close(*m);
+            return fail(o->restart, e2);
+        }
+    }
     return 0;
 }
 
@@ -144,64 +210,144 @@ static void print_value_text(const bm_value *v, uint32_t es)
 
 /* ---- info ---- */
 
+struct tally {
+    uint64_t files, bytes, index_slots, index_used, data_cells, data_used;
+};
+
+static void tally_file(struct tally *t, const bm_file_info *f, int is_index)
+{
+    t->files++;
+    t->bytes += f->bytes;
+    if (is_index) {
+        t->index_slots += f->cells;
+        t->index_used += f->used;
+    } else {
+        t->data_cells += f->cells;
+        t->data_used += f->used;
+    }
+}
+
+static double pct(uint64_t a, uint64_t b) { return b ? 100.0 * (double)a / (double)b : 0.0; }
+
 static int cmd_info(const struct opts *o)
 {
     bm_map *m;
-    bm_restart_info ri;
+    bm_restart_info ri = {0};
     int rc = open_map(o, 0, &m, &ri);
     if (rc)
         return rc;
     uint32_t nb = bm_bucket_count(m);
-    uint64_t files_per_drive[64] = {0}, bytes_per_drive[64] = {0};
-    uint64_t alloc = 0, entries = 0, cap = 0, ibytes = 0, dbytes = 0, nfiles = 0;
-    bm_bucket_info bi;
-    if (o->verbose && !o->json)
-        printf("%-8s %10s %10s %6s %8s %10s %5s\n", "bucket", "entries", "capacity", "load", "maxdisp", "bytes",
-               "files");
+    struct tally total = {0}, *drive = calloc(o->n_drives, sizeof(*drive));
+    bm_bucket_info *bi = calloc(nb, sizeof(*bi));
+    if (!drive || !bi) {
+        free(drive);
+        free(bi);
+        bm_close(m);
+        return fail("info", -ENOMEM);
+    }
+    uint64_t alloc = 0;
     for (uint32_t b = 0; b < nb; b++) {
-        if (bm_bucket_info_get(m, b, &bi) || !bi.allocated)
+        int err = bm_bucket_info_get(m, b, &bi[b]);
+        if (err) {
+            free(drive);
+            free(bi);
+            bm_close(m);
+            return fail("bucket info", err);
+        }
+        if (!bi[b].allocated)
             continue;
         alloc++;
-        entries += bi.index.used;
-        cap += bi.index.cells;
-        ibytes += bi.index.bytes;
-        uint64_t bb = bi.index.bytes;
-        files_per_drive[bi.index.drive % 64]++;
-        bytes_per_drive[bi.index.drive % 64] += bi.index.bytes;
-        for (uint32_t i = 0; i < bi.n_data; i++) {
-            dbytes += bi.data[i].bytes;
-            bb += bi.data[i].bytes;
-            files_per_drive[bi.data[i].drive % 64]++;
-            bytes_per_drive[bi.data[i].drive % 64] += bi.data[i].bytes;
+        tally_file(&total, &bi[b].index, 1);
+        if (bi[b].index.drive < o->n_drives)
+            tally_file(&drive[bi[b].index.drive], &bi[b].index, 1);
+        for (uint32_t i = 0; i < bi[b].n_data; i++) {
+            tally_file(&total, &bi[b].data[i], 0);
+            if (bi[b].data[i].drive < o->n_drives)
+                tally_file(&drive[bi[b].data[i].drive], &bi[b].data[i], 0);
         }
-        nfiles += 1 + bi.n_data;
-        if (o->verbose && !o->json)
-            printf("%-8u %10" PRIu64 " %10" PRIu64 " %5.1f%% %8" PRIu64 " %10" PRIu64 " %5u\n", b, bi.index.used,
-                   bi.index.cells, 100.0 * bi.index.used / bi.index.cells, bi.max_disp, bb, 1 + bi.n_data);
     }
-    double per = entries ? (double)(ibytes + dbytes) / entries : 0;
+    uint64_t entries = bm_count(m);
+    double per = entries ? (double)total.bytes / (double)entries : 0;
     if (o->json) {
-        printf("{\"elem_size\":%u,\"buckets\":%u,\"max_search\":%u,\"buckets_allocated\":%" PRIu64
-               ",\"entries\":%" PRIu64 ",\"index_capacity\":%" PRIu64 ",\"load_factor\":%.4f,\"files\":%" PRIu64
-               ",\"index_bytes\":%" PRIu64 ",\"data_bytes\":%" PRIu64 ",\"bytes_per_entry\":%.2f,\"drives\":[",
-               ri.elem_size, nb, ri.max_search, alloc, entries, cap, cap ? (double)entries / cap : 0, nfiles, ibytes,
-               dbytes, per);
-        for (uint32_t d = 0; d < o->n_drives; d++)
-            printf("%s{\"path\":\"%s\",\"files\":%" PRIu64 ",\"bytes\":%" PRIu64 "}", d ? "," : "", o->drives[d],
-                   files_per_drive[d % 64], bytes_per_drive[d % 64]);
-        printf("]}\n");
+        printf("{\"restart\":");
+        print_json_string(o->restart);
+        printf(",\"format\":%u,\"elem_size\":%u,\"max_buckets\":%u,\"max_search\":%u,\"buckets_allocated\":%" PRIu64
+               ",\"entries\":%" PRIu64 ",\"index_slots\":%" PRIu64 ",\"index_used\":%" PRIu64
+               ",\"index_load\":%.4f,\"data_cells\":%" PRIu64 ",\"data_cells_used\":%" PRIu64
+               ",\"data_load\":%.4f,\"files\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"bytes_per_entry\":%.2f,\"drives\":[",
+               ri.format, ri.elem_size, nb, ri.max_search, alloc, entries, total.index_slots, total.index_used,
+               pct(total.index_used, total.index_slots) / 100, total.data_cells, total.data_used,
+               pct(total.data_used, total.data_cells) / 100, total.files, total.bytes, per);
+        for (uint32_t d = 0; d < o->n_drives; d++) {
+            printf("%s{\"drive\":%u,\"path\":", d ? "," : "", d);
+            print_json_string(o->drives[d]);
+            printf(",\"files\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"index_slots\":%" PRIu64 ",\"data_cells\":%" PRIu64
+                   "}",
+                   drive[d].files, drive[d].bytes, drive[d].index_slots, drive[d].data_cells);
+        }
+        printf("]");
+        if (o->verbose) {
+            printf(",\"buckets\":[");
+            int first = 1;
+            for (uint32_t b = 0; b < nb; b++) {
+                if (!bi[b].allocated)
+                    continue;
+                printf("%s{\"bucket\":%u,\"entries\":%" PRIu64 ",\"index_slots\":%" PRIu64 ",\"max_disp\":%" PRIu64
+                       ",\"seed\":%" PRIu64 ",\"files\":[",
+                       first ? "" : ",", b, bi[b].index.used, bi[b].index.cells, bi[b].max_disp, bi[b].seed);
+                first = 0;
+                for (uint32_t i = 0; i <= bi[b].n_data; i++) {
+                    const bm_file_info *f = i ? &bi[b].data[i - 1] : &bi[b].index;
+                    printf("%s{\"name\":", i ? "," : "");
+                    print_json_string(f->name);
+                    printf(",\"kind\":\"%s\",\"drive\":%u,\"class\":%u,\"cells\":%" PRIu64 ",\"used\":%" PRIu64
+                           ",\"bytes\":%" PRIu64 "}",
+                           i ? "data" : "index", f->drive, f->cls, f->cells, f->used, f->bytes);
+                }
+                printf("]}");
+            }
+            printf("]");
+        }
+        printf("}\n");
     } else {
-        printf("map          elem_size %u, %u buckets (%" PRIu64 " allocated), max_search %u\n", ri.elem_size, nb,
-               alloc, ri.max_search);
-        printf("entries      %" PRIu64 "\n", entries);
-        printf("index        %" PRIu64 " slots, load %.1f%%, %" PRIu64 " bytes\n", cap,
-               cap ? 100.0 * entries / cap : 0, ibytes);
-        printf("data         %" PRIu64 " bytes\n", dbytes);
-        printf("files        %" PRIu64 ", %.1f bytes per entry\n", nfiles, per);
+        printf("%-18s %s (format %u)\n", "restart", o->restart, ri.format);
+        printf("%-18s %u\n", "elem_size", ri.elem_size);
+        printf("%-18s %u (%" PRIu64 " allocated)\n", "buckets", nb, alloc);
+        printf("%-18s %u\n", "max_search", ri.max_search);
+        printf("%-18s %" PRIu64 "\n", "entries", entries);
+        printf("%-18s %" PRIu64 " slots, %" PRIu64 " used, load %.1f%%\n", "index", total.index_slots,
+               total.index_used, pct(total.index_used, total.index_slots));
+        printf("%-18s %" PRIu64 " cells, %" PRIu64 " used, load %.1f%%\n", "data", total.data_cells, total.data_used,
+               pct(total.data_used, total.data_cells));
+        printf("%-18s %" PRIu64 "\n", "files", total.files);
+        printf("%-18s %" PRIu64 "\n", "bytes", total.bytes);
+        printf("%-18s %.1f\n", "bytes/entry", per);
+        printf("\n%-5s %7s %14s %14s %14s  %s\n", "drive", "files", "bytes", "index slots", "data cells", "path");
         for (uint32_t d = 0; d < o->n_drives; d++)
-            printf("drive %-6u %s: %" PRIu64 " files, %" PRIu64 " bytes\n", d, o->drives[d], files_per_drive[d % 64],
-                   bytes_per_drive[d % 64]);
+            printf("%-5u %7" PRIu64 " %14" PRIu64 " %14" PRIu64 " %14" PRIu64 "  %s\n", d, drive[d].files,
+                   drive[d].bytes, drive[d].index_slots, drive[d].data_cells, o->drives[d]);
+        if (o->verbose) {
+            printf("\n%-6s %10s %10s %6s %7s %10s %10s %6s %12s  %s\n", "bucket", "entries", "slots", "load",
+                   "maxdisp", "cells", "cells_used", "files", "bytes", "data classes");
+            for (uint32_t b = 0; b < nb; b++) {
+                if (!bi[b].allocated)
+                    continue;
+                struct tally t = {0};
+                tally_file(&t, &bi[b].index, 1);
+                for (uint32_t i = 0; i < bi[b].n_data; i++)
+                    tally_file(&t, &bi[b].data[i], 0);
+                printf("%-6u %10" PRIu64 " %10" PRIu64 " %5.1f%% %7" PRIu64 " %10" PRIu64 " %10" PRIu64 " %6" PRIu64
+                       " %12" PRIu64 " ",
+                       b, t.index_used, t.index_slots, pct(t.index_used, t.index_slots), bi[b].max_disp,
+                       t.data_cells, t.data_used, t.files, t.bytes);
+                for (uint32_t i = 0; i < bi[b].n_data; i++)
+                    printf(" %u@d%u", bi[b].data[i].cls, bi[b].data[i].drive);
+                printf("%s\n", bi[b].n_data ? "" : " -");
+            }
+        }
     }
+    free(drive);
+    free(bi);
     bm_close(m);
     return 0;
 }
@@ -211,11 +357,11 @@ static int cmd_info(const struct opts *o)
 static int cmd_verify(const struct opts *o)
 {
     bm_map *m;
-    bm_restart_info ri;
+    bm_restart_info ri = {0};
     int rc = open_map(o, 0, &m, &ri);
     if (rc)
         return rc;
-    bm_verify_report r;
+    bm_verify_report r = {0};
     int err = bm_verify(m, &r);
     bm_close(m);
     if (err && err != BM_ECORRUPT)
@@ -225,17 +371,18 @@ static int cmd_verify(const struct opts *o)
                                   "undo_replayed"};
     const uint64_t vals[] = {r.entries, r.bad_entry_sums, r.bad_cells, r.bad_refs, r.misplaced, r.orphan_cells,
                              r.count_mismatches, r.zero_refcounts, r.orphan_files_removed, r.undo_replayed};
+    const unsigned n = sizeof(vals) / sizeof(vals[0]);
     if (o->json) {
         printf("{\"clean\":%s", err ? "false" : "true");
-        for (unsigned i = 0; i < 10; i++)
+        for (unsigned i = 0; i < n; i++)
             printf(",\"%s\":%" PRIu64, names[i], vals[i]);
         printf("}\n");
     } else {
-        for (unsigned i = 0; i < 10; i++)
+        for (unsigned i = 0; i < n; i++)
             printf("%-22s %" PRIu64 "\n", names[i], vals[i]);
-        printf("%s\n", err ? "PROBLEMS FOUND" : "clean");
+        printf("%-22s %s\n", "result", err ? "PROBLEMS FOUND" : "clean");
     }
-    return err ? 1 : 0;
+    return err ? EXIT_PROBLEM : 0;
 }
 
 /* ---- dump ---- */
@@ -269,16 +416,17 @@ static int dump_one(const bm_key *k, const bm_value *v, void *arg)
 static int cmd_dump(const struct opts *o)
 {
     bm_map *m;
-    bm_restart_info ri;
+    bm_restart_info ri = {0};
     int rc = open_map(o, 0, &m, &ri);
     if (rc)
         return rc;
     struct dump_ctx c = {o, ri.elem_size, 0};
     if (o->json)
-        printf("[");
+        printf("{\"elem_size\":%u,\"entries\":[", ri.elem_size);
     int err = bm_foreach(m, dump_one, &c);
+    uint64_t total = bm_count(m);
     if (o->json)
-        printf("]\n");
+        printf("],\"shown\":%" PRIu64 ",\"total\":%" PRIu64 "}\n", c.seen, total);
     bm_close(m);
     return err < 0 ? fail("dump", err) : 0;
 }
@@ -294,7 +442,7 @@ static void get_one(const bm_value *v, void *arg)
 {
     struct get_ctx *c = arg;
     if (c->o->json) {
-        printf("{\"key\":\"%s\",", c->o->key);
+        printf("{\"key\":\"%s\",\"found\":true,", c->o->key);
         print_value_json(v, c->es);
         printf("}\n");
     } else {
@@ -302,15 +450,24 @@ static void get_one(const bm_value *v, void *arg)
     }
 }
 
+static int parse_key(const struct opts *o, bm_key *k)
+{
+    if (!o->key)
+        return bad_usage(o, "KEYHEX is required", NULL);
+    if (parse_hex(o->key, k->bytes, BM_KEY_LEN))
+        return bad_usage(o, "KEYHEX must be 64 hex digits (32 bytes), not", o->key);
+    return 0;
+}
+
 static int cmd_get(const struct opts *o)
 {
     bm_key k;
-    if (!o->key || parse_hex(o->key, k.bytes, BM_KEY_LEN))
-        return fprintf(stderr, "bmctl get: KEYHEX must be 64 hex digits\n"), 2;
-    bm_map *m;
-    bm_restart_info ri;
-    int rc = open_map(o, 0, &m, &ri);
+    int rc = parse_key(o, &k);
     if (rc)
+        return rc;
+    bm_map *m;
+    bm_restart_info ri = {0};
+    if ((rc = open_map(o, 0, &m, &ri)))
         return rc;
     struct get_ctx c = {o, ri.elem_size};
     int err = bm_read(m, &k, get_one, &c);
@@ -319,8 +476,8 @@ static int cmd_get(const struct opts *o)
         if (o->json)
             printf("{\"key\":\"%s\",\"found\":false}\n", o->key);
         else
-            fprintf(stderr, "bmctl get: key not found\n");
-        return 1;
+            fprintf(stderr, "bmctl get: %s\n", bm_strerror(err));
+        return EXIT_PROBLEM;
     }
     return err ? fail("get", err) : 0;
 }
@@ -328,82 +485,176 @@ static int cmd_get(const struct opts *o)
 static int cmd_put(const struct opts *o)
 {
     bm_key k;
-    if (!o->key || parse_hex(o->key, k.bytes, BM_KEY_LEN))
-        return fprintf(stderr, "bmctl put: KEYHEX must be 64 hex digits\n"), 2;
-    bm_map *m;
-    bm_restart_info ri;
-    int rc = open_map(o, o->elem_size, &m, &ri);
+    int rc = parse_key(o, &k);
     if (rc)
         return rc;
+    if (!o->have_refcount)
+        return bad_usage(o, "--refcount N is required", NULL);
+    if (o->elem_size > BM_MAX_ELEM_SIZE)
+        return bad_usage(o, "--elem-size is out of range (1..4096)", NULL);
+    bm_map *m;
+    bm_restart_info ri = {0};
+    if ((rc = open_map(o, o->elem_size, &m, &ri)))
+        return rc;
     uint8_t *elems = calloc(o->n_elems ? o->n_elems : 1, ri.elem_size);
-    for (uint32_t i = 0; elems && i < o->n_elems; i++) {
+    if (!elems) {
+        bm_close(m);
+        return fail("put", -ENOMEM);
+    }
+    for (uint32_t i = 0; i < o->n_elems; i++) {
         if (parse_hex(o->elems[i], elems + (size_t)i * ri.elem_size, ri.elem_size)) {
-            fprintf(stderr, "bmctl put: --elem must be exactly %u bytes of hex\n", ri.elem_size);
+            fprintf(stderr, "bmctl put: --elem '%s' is not exactly %u bytes of hex\n", o->elems[i], ri.elem_size);
             free(elems);
             bm_close(m);
-            return 2;
+            return EXIT_ERROR;
         }
     }
-    int err = elems ? bm_insert(m, &k, elems, o->n_elems, o->refcount) : -12;
+    int err = bm_insert(m, &k, elems, o->n_elems, o->refcount);
+    free(elems);
     if (!err)
         err = bm_flush(m);
-    free(elems);
     bm_close(m);
-    return err ? fail("put", err) : 0;
+    if (err)
+        return fail("put", err);
+    if (o->json)
+        printf("{\"key\":\"%s\",\"written\":true,\"refcount\":%" PRIu64 ",\"n\":%u}\n", o->key, o->refcount,
+               o->n_elems);
+    return 0;
+}
+
+static const struct command commands[] = {
+    {"info", "--restart PATH [-v] [--json] DRIVE...",
+     "Opens the map with the shape recorded in its restart file and reports buckets (allocated of max),\n"
+     "entries, index slots and data cells with their load factors, files, bytes and bytes per entry, then\n"
+     "one line per drive.\n\n"
+     "  -v, --verbose   also one line per allocated bucket (entries, slots, load, longest probe\n"
+     "                  displacement, data cells, files, bytes, data classes as CLASS@dDRIVE)\n"
+     "  --json          one JSON object (with -v: a \"buckets\" array listing every file)\n",
+     cmd_info},
+    {"verify", "--restart PATH [--json] DRIVE...",
+     "Opens the map (which replays an interrupted mutation and removes files of interrupted grows) and\n"
+     "checks every entry checksum, data cell checksum, cell reference, probe placement and bucket count.\n"
+     "Prints every counter of bm_verify. Exit 0 when clean, 1 when problems were found, 2 on errors.\n\n"
+     "  --json          one JSON object with \"clean\" and every counter\n",
+     cmd_verify},
+    {"dump", "--restart PATH [--limit N] [--json] DRIVE...",
+     "Prints every key in hex with its refcount, element count and elements in hex, bucket by bucket.\n\n"
+     "  --limit N       at most N keys (0 = all)\n"
+     "  --json          {\"elem_size\":..,\"entries\":[{\"key\":..,\"refcount\":..,\"n\":..,\"elems\":[..]}],..}\n",
+     cmd_dump},
+    {"get", "--restart PATH [--json] KEYHEX DRIVE...",
+     "Prints one key's refcount and elements. KEYHEX is 64 hex digits. Exit 1 when the key is absent.\n\n"
+     "  --json          {\"key\":..,\"found\":true|false,...}\n",
+     cmd_get},
+    {"put", "--restart PATH --refcount N [--elem HEX]... [--elem-size N] [--json] KEYHEX DRIVE...",
+     "Writes one key (replacing its value) and flushes. When the restart file does not exist a new map\n"
+     "is created on the drives (default buckets and max_search); --elem-size is then required.\n\n"
+     "  --refcount N    the key's refcount (required; decimal or 0x hex)\n"
+     "  --elem HEX      one element, exactly elem_size bytes in hex; repeat for each element (none: n = 0)\n"
+     "  --elem-size N   bytes per element, for a new map (must match an existing one)\n",
+     cmd_put},
+};
+
+static const struct command *find_command(const char *name)
+{
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (!strcmp(commands[i].name, name))
+            return &commands[i];
+    return NULL;
 }
 
 int main(int argc, char **argv)
 {
     if (argc < 2)
-        return usage(2);
+        return usage_general(EXIT_ERROR);
     const char *cmd = argv[1];
-    if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help"))
-        return usage(0);
-    struct opts o = {.refcount = 1};
+    if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help"))
+        return usage_general(0);
+    if (!strcmp(cmd, "help")) {
+        if (argc < 3)
+            return usage_general(0);
+        const struct command *c = find_command(argv[2]);
+        if (!c) {
+            fprintf(stderr, "bmctl: unknown command '%s'\n", argv[2]);
+            return usage_general(EXIT_ERROR);
+        }
+        return usage_command(c, 0);
+    }
+    const struct command *c = find_command(cmd);
+    if (!c) {
+        fprintf(stderr, "bmctl: unknown command '%s'\n", cmd);
+        return usage_general(EXIT_ERROR);
+    }
+    struct opts o = {.cmd = cmd};
+    const char **elems = calloc((size_t)argc, sizeof(*elems));
+    if (!elems)
+        return fail("main", -ENOMEM);
+    o.elems = elems;
     static const struct option lo[] = {
-        {"restart", required_argument, 0, 'r'}, {"json", no_argument, 0, 'j'},
-        {"verbose", no_argument, 0, 'v'},       {"limit", required_argument, 0, 'l'},
+        {"restart", required_argument, 0, 'r'},   {"json", no_argument, 0, 'j'},
+        {"verbose", no_argument, 0, 'v'},         {"limit", required_argument, 0, 'l'},
         {"elem-size", required_argument, 0, 's'}, {"refcount", required_argument, 0, 'c'},
-        {"elem", required_argument, 0, 'e'},    {"help", no_argument, 0, 'h'},
+        {"elem", required_argument, 0, 'e'},      {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
-    int c;
+    int ch, rc = 0;
+    uint64_t v;
     optind = 2;
-    while ((c = getopt_long(argc, argv, "vh", lo, NULL)) != -1) {
-        switch (c) {
+    opterr = 0;
+    while (!rc && (ch = getopt_long(argc, argv, "vh", lo, NULL)) != -1) {
+        switch (ch) {
         case 'r': o.restart = optarg; break;
         case 'j': o.json = 1; break;
-        case 'v': o.verbose = 1; break;
-        case 'l': o.limit = strtoull(optarg, NULL, 10); break;
-        case 's': o.elem_size = (uint32_t)strtoul(optarg, NULL, 10); break;
-        case 'c': o.refcount = strtoull(optarg, NULL, 0); break;
+        case 'v':
+            if (strcmp(cmd, "info"))
+                rc = bad_usage(&o, "-v applies to info only", NULL);
+            o.verbose = 1;
+            break;
+        case 'l':
+            if (strcmp(cmd, "dump"))
+                rc = bad_usage(&o, "--limit applies to dump only", NULL);
+            else if (parse_u64(optarg, &o.limit))
+                rc = bad_usage(&o, "--limit needs a number, not", optarg);
+            break;
+        case 's':
+            if (strcmp(cmd, "put"))
+                rc = bad_usage(&o, "--elem-size applies to put only", NULL);
+            else if (parse_u64(optarg, &v) || v == 0 || v > BM_MAX_ELEM_SIZE)
+                rc = bad_usage(&o, "--elem-size needs a number in 1..4096, not", optarg);
+            else
+                o.elem_size = (uint32_t)v;
+            break;
+        case 'c':
+            if (strcmp(cmd, "put"))
+                rc = bad_usage(&o, "--refcount applies to put only", NULL);
+            else if (parse_u64(optarg, &o.refcount))
+                rc = bad_usage(&o, "--refcount needs a number in 0..2^64-1, not", optarg);
+            o.have_refcount = 1;
+            break;
         case 'e':
-            if (o.n_elems == 256)
-                return fprintf(stderr, "bmctl: at most 256 --elem\n"), 2;
+            if (strcmp(cmd, "put"))
+                rc = bad_usage(&o, "--elem applies to put only", NULL);
             o.elems[o.n_elems++] = optarg;
             break;
-        case 'h': return usage(0);
-        default: return usage(2);
+        case 'h': free(elems); return usage_command(c, 0);
+        default:
+            rc = bad_usage(&o, "unknown option or missing argument:", argv[optind - 1]);
+            break;
         }
     }
-    int keyed = !strcmp(cmd, "get") || !strcmp(cmd, "put");
-    if (keyed && optind < argc)
-        o.key = argv[optind++];
-    o.drives = (const char *const *)&argv[optind];
-    o.n_drives = (uint32_t)(argc - optind);
-    if (!o.restart || o.n_drives == 0) {
-        fprintf(stderr, "bmctl %s: --restart PATH and at least one DRIVE are required\n", cmd);
-        return usage(2);
+    if (!rc) {
+        /* getopt_long permuted argv: options may appear anywhere, the operands are now at the end. */
+        int keyed = c->run == cmd_get || c->run == cmd_put;
+        if (keyed && optind < argc)
+            o.key = argv[optind++];
+        o.drives = (const char *const *)&argv[optind];
+        o.n_drives = (uint32_t)(argc - optind);
+        if (!rc && !o.restart)
+            rc = bad_usage(&o, "--restart PATH is required", NULL);
+        if (!rc && o.n_drives == 0)
+            rc = bad_usage(&o, "at least one DRIVE directory is required", NULL);
+        if (!rc)
+            rc = c->run(&o);
     }
-    if (!strcmp(cmd, "info"))
-        return cmd_info(&o);
-    if (!strcmp(cmd, "verify"))
-        return cmd_verify(&o);
-    if (!strcmp(cmd, "dump"))
-        return cmd_dump(&o);
-    if (!strcmp(cmd, "get"))
-        return cmd_get(&o);
-    if (!strcmp(cmd, "put"))
-        return cmd_put(&o);
-    fprintf(stderr, "bmctl: unknown command '%s'\n", cmd);
-    return usage(2);
+    free(elems);
+    return rc;
 }
