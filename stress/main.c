@@ -31,7 +31,7 @@
 
 const char *const role_name[] = {"mixed", "reader", "writer"};
 
-static volatile sig_atomic_t interrupted;
+volatile sig_atomic_t interrupted;
 
 static void on_signal(int sig)
 {

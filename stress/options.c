@@ -580,6 +580,13 @@ int options_parse(int argc, char **argv, struct options *o)
                     o->keys, owners);
         return -1;
     }
+    /* The shadow model is 24 bytes per key (verify.h); past RAM it would only thrash, then fail. */
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && page > 0 && o->keys > (uint64_t)pages * (uint64_t)page / 24) {
+        usage_error("--keys %" PRIu64 ": the shadow model (24 bytes per key) would not fit in this machine's %"
+                    PRIu64 " MiB of RAM", o->keys, (uint64_t)pages * (uint64_t)page >> 20);
+        return -1;
+    }
     if (!seed_given)
         o->seed = random_seed();
     return 0;

@@ -9,6 +9,7 @@
 #define BM_STRESS_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -113,6 +114,9 @@ static inline bool key_prefilled(const struct run *run, uint64_t idx)
 void run_mismatch(struct run *run, uint64_t idx, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Records the first unexpected library error and stops the run. Thread-safe. */
 void run_lib_error(struct run *run, const char *what, uint64_t idx, int err);
+
+/* Set by SIGINT/SIGTERM (main.c); the prefill polls it too, since the conductor waits at the barrier then. */
+extern volatile sig_atomic_t interrupted;
 
 /* worker.c */
 void *worker_main(void *arg);

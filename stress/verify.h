@@ -67,6 +67,8 @@ struct key_state {
      * seq), the map must hold exactly desc or exactly next. */
     _Atomic uint64_t next;
 };
+/* The README and the --keys memory check count on this size. */
+_Static_assert(sizeof(struct key_state) == 24, "struct key_state is documented as 24 bytes");
 
 static inline uint64_t desc_make(bool present, uint32_t gen, int32_t d)
 {

@@ -381,7 +381,8 @@ int prefill_owner(struct worker *w, uint32_t owner, uint64_t *inserted)
 {
     struct run *run = w->run;
     *inserted = 0;
-    for (uint64_t idx = owner; idx < run->o->keys && !atomic_load_explicit(&run->stop, memory_order_relaxed);
+    for (uint64_t idx = owner;
+         idx < run->o->keys && !atomic_load_explicit(&run->stop, memory_order_relaxed) && !interrupted;
          idx += run->nowners)
         if (key_prefilled(run, idx)) {
             do_insert(w, idx, key_state_of(run, idx), false);
