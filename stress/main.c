@@ -220,7 +220,7 @@ static void run_workers(struct run *run)
     const struct options *o = run->o;
     struct worker *pre = NULL;
     uint64_t t_pre = now_ns();
-    if (run->nwriters == 0 && run->nmixed == 0 && o->prefill_pct) {
+    if (run->nwriters == 0 && run->nmixed == 0 && o->prefill_pct && run->cycle == 0) {
         /* Readers only: the main thread plays owner 0 for the prefill, and nobody writes afterwards. */
         pre = worker_new(run, UINT32_MAX, ROLE_WRITER, 0);
         if (!pre || prefill_owner(pre, 0, &run->prefill_keys) < 0) {
@@ -246,14 +246,14 @@ static void run_workers(struct run *run)
     }
     pthread_barrier_wait(&run->barrier);
     uint64_t start = now_ns();
-    if (run->started_ns)
-        atomic_store(run->started_ns, start);
+    if (run->cs)
+        atomic_store(&run->cs->started_ns, start);
     run->prefill_s = (double)(start - t_pre) / 1e9;
     for (uint32_t t = 0; t < run->nthreads; t++)
         run->prefill_keys += run->w[t]->prefilled;
 
     struct progress prog;
-    bool show = !o->quiet && progress_init(&prog) == 0;
+    bool show = !o->quiet && progress_init(&prog, run) == 0;
     uint64_t end = o->ops || o->crash_after > 0 ? UINT64_MAX : start + (uint64_t)(o->duration_s * 1e9);
     uint64_t next_tick = start + 1000000000u;
     for (;;) {
@@ -338,7 +338,7 @@ static struct run *run_new(const struct options *o, const char *const *drives, u
     run->all_hist = calloc(1, sizeof *run->all_hist);
     run->states = run_alloc(run, o->keys * sizeof *run->states);
     if (run->shared)
-        run->started_ns = run_alloc(run, sizeof *run->started_ns);
+        run->cs = run_alloc(run, sizeof *run->cs);
     run->w = calloc(run->nthreads ? run->nthreads : 1, sizeof *run->w);
     if (!run->op_hist || !run->all_hist || !run->states || !run->w)
         return run; /* run_exec reports -ENOMEM */
@@ -375,7 +375,7 @@ static struct run *run_new(const struct options *o, const char *const *drives, u
 
 static bool run_ready(const struct run *run)
 {
-    if (!run->op_hist || !run->all_hist || !run->states || !run->w || (run->shared && !run->started_ns))
+    if (!run->op_hist || !run->all_hist || !run->states || !run->w || (run->shared && !run->cs))
         return false;
     for (uint32_t t = 0; t < run->nthreads; t++)
         if (!run->w[t])
@@ -432,8 +432,10 @@ static void run_exec(struct run *run)
 /*
  * --crash-after: a forked child opens the persistent map and runs the workers (prefill, then the timed
  * phase) until this process SIGKILLs it; the shadow model and the histograms are in shared memory, so they
- * survive it. Then the map is reopened here: every write the child had acknowledged must be there exactly,
- * and a write the kill cut short must have happened entirely or not at all (verify_final).
+ * survive it. Every later round's child first recovers the map and checks it (verify_final), then works on
+ * from there; after the last kill the map is reopened and checked here. Each check: every write acknowledged
+ * before a kill is there exactly, and a write the kill cut short happened entirely or not at all.
+ * This process touches the library only after the last kill, so no child inherits liburcu's threads.
  */
 static void run_exec_crash(struct run *run)
 {
@@ -442,66 +444,87 @@ static void run_exec_crash(struct run *run)
         run_lib_error(run, "allocating the shadow model", UINT64_MAX, -ENOMEM);
         return;
     }
-    fflush(NULL); /* nothing buffered may be printed twice */
-    uint64_t t_fork = now_ns();
-    pid_t pid = fork();
-    if (pid < 0) {
-        run_lib_error(run, "fork", UINT64_MAX, -errno);
-        return;
-    }
-    if (pid == 0) {
-        /* The child: only the kill is supposed to end this. */
-        if (open_map(run) != 0)
-            _exit(2);
-        run_workers(run);
-        _exit(atomic_load(&run->mismatches) ? 1 : 2);
-    }
+    uint64_t timed_ns = 0;
+    for (; run->cycle < o->crash_cycles; run->cycle++) {
+        atomic_store(&run->cs->started_ns, 0);
+        fflush(NULL); /* nothing buffered may be printed twice */
+        uint64_t t_fork = now_ns();
+        pid_t pid = fork();
+        if (pid < 0) {
+            run_lib_error(run, "fork", UINT64_MAX, -errno);
+            break;
+        }
+        if (pid == 0) {
+            /* A workers' process: recover and check what the previous one left, then work until killed. */
+            if (open_map(run) != 0)
+                _exit(2);
+            if (run->cycle > 0) {
+                char label[48];
+                snprintf(label, sizeof label, "recovery %u", run->cycle);
+                run->crashed = true;
+                if (verify_final(run, label) || run->lib_err)
+                    _exit(run->lib_err && !atomic_load(&run->mismatches) ? 2 : 1);
+                run->crashed = false;
+            }
+            run_workers(run);
+            _exit(atomic_load(&run->mismatches) ? 1 : 2);
+        }
 
-    uint64_t killed_at = 0;
-    int status = 0;
-    for (;;) {
-        pid_t got = waitpid(pid, &status, WNOHANG);
-        if (got == pid) {
-            run->child_status = status; /* it stopped by itself: its messages are on stderr already */
-            break;
+        uint64_t killed_at = 0;
+        int status = 0;
+        for (;;) {
+            if (waitpid(pid, &status, WNOHANG) == pid) {
+                run->child_status = status; /* it stopped by itself: its messages are on stderr already */
+                break;
+            }
+            uint64_t start = atomic_load(&run->cs->started_ns), now = now_ns();
+            if (interrupted || (start && now >= start + (uint64_t)(o->crash_after * 1e9))) {
+                process_rss(pid, &run->rss, &run->rss_peak);
+                killed_at = now_ns();
+                kill(pid, SIGKILL);
+                waitpid(pid, &status, 0);
+                break;
+            }
+            struct timespec ts = {0, 2000000};
+            nanosleep(&ts, NULL);
         }
-        uint64_t start = atomic_load(run->started_ns), now = now_ns();
-        if (interrupted || (start && now >= start + (uint64_t)(o->crash_after * 1e9))) {
-            process_rss(pid, &run->rss, &run->rss_peak);
-            killed_at = now_ns();
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
+        uint64_t start = atomic_load(&run->cs->started_ns);
+        if (start && killed_at > start)
+            timed_ns += killed_at - start;
+        if (run->cycle == 0 && start)
+            run->prefill_s = (double)(start - t_fork) / 1e9;
+        if (run->child_status >= 0 || interrupted)
             break;
-        }
-        struct timespec ts = {0, 2000000};
-        nanosleep(&ts, NULL);
     }
-    uint64_t start = atomic_load(run->started_ns);
     run->interrupted = interrupted;
-    run->elapsed_s = start && killed_at > start ? (double)(killed_at - start) / 1e9 : 0;
-    run->prefill_s = start ? (double)(start - t_fork) / 1e9 : 0;
+    run->elapsed_s = (double)timed_ns / 1e9;
     for (uint32_t t = 0; t < run->nthreads; t++)
         run->prefill_keys += run->w[t]->prefilled;
     merge_results(run);
     if (run->child_status >= 0) {
-        int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        int code = WIFEXITED(run->child_status) ? WEXITSTATUS(run->child_status) : 128 + WTERMSIG(run->child_status);
         if (code == 1) {
-            run_mismatch(run, UINT64_MAX, "the workers' process found a mismatch before the crash (see above)");
+            run_mismatch(run, UINT64_MAX, "the workers' process of round %u found a mismatch (see above)",
+                         run->cycle + 1);
         } else {
             snprintf(run->lib_err_msg, sizeof run->lib_err_msg,
-                     "the workers' process ended before the crash with status %d (its error is above)", code);
+                     "the workers' process of round %u ended before its kill with status %d (its error is above)",
+                     run->cycle + 1, code);
             atomic_store(&run->lib_err, -1);
         }
         return;
     }
+    if (run->cycle < o->crash_cycles)
+        run->cycle++; /* interrupted: that round's kill still happened */
 
+    /* The last recovery happens here, so its checks and statistics make the report. */
     run->crashed = true;
     uint64_t t0 = now_ns();
     if (open_map(run) != 0)
         return;
     run->reopen_ms = (double)(now_ns() - t0) / 1e6;
     bm_get_stats(run->map, &run->stats);
-    verify_final(run, "after crash");
+    verify_final(run, "after the last crash");
     run->restart_done = true;
     bm_close(run->map);
     run->map = NULL;
@@ -516,7 +539,7 @@ static void run_free(struct run *run)
             worker_free(run, run->w[t]);
     free(run->w);
     run_dealloc(run, run->states, run->o->keys * sizeof *run->states);
-    run_dealloc(run, (void *)run->started_ns, sizeof *run->started_ns);
+    run_dealloc(run, run->cs, sizeof *run->cs);
     free(run->op_hist);
     free(run->all_hist);
     for (uint32_t i = 0; i < run->n_fail_msgs; i++)

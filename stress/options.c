@@ -58,6 +58,8 @@ void options_usage(FILE *f, const char *prog)
         "                         SEC seconds into the timed phase, reopen the map and check that every\n"
         "                         acknowledged write survived and no in-flight one is torn (persistent;\n"
         "                         with the default drive the restart file goes next to it; default off)\n"
+        "      --crash-cycles N   with --crash-after: crash N times; each new workers' process first\n"
+        "                         recovers and checks the map the previous one left (default 1)\n"
         "      --flush-ms MS      run the library's background flusher every MS ms (default off)\n"
         "      --no-prealloc      pass BM_F_NO_PREALLOC (sparse files; for tmpfs and throwaway runs)\n"
         "Run control and output:\n"
@@ -269,6 +271,7 @@ enum {
     OPT_NO_VERIFY,
     OPT_FAULT,
     OPT_CRASH,
+    OPT_CRASH_CYCLES,
 };
 
 int options_parse(int argc, char **argv, struct options *o)
@@ -297,6 +300,7 @@ int options_parse(int argc, char **argv, struct options *o)
         {"no-verify", no_argument, NULL, OPT_NO_VERIFY},
         {"inject-fault", required_argument, NULL, OPT_FAULT},
         {"crash-after", required_argument, NULL, OPT_CRASH},
+        {"crash-cycles", required_argument, NULL, OPT_CRASH_CYCLES},
         {"json", no_argument, NULL, 'j'},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
@@ -359,6 +363,10 @@ int options_parse(int argc, char **argv, struct options *o)
             }
             break;
         }
+        case OPT_CRASH_CYCLES:
+            if (parse_u32(optarg, "--crash-cycles", 1, 100000, &o->crash_cycles) < 0)
+                return -1;
+            break;
         case 'n':
             if (parse_count(optarg, "--ops", UINT64_MAX, &o->ops) < 0)
                 return -1;
@@ -494,6 +502,12 @@ int options_parse(int argc, char **argv, struct options *o)
         usage_error("--duration and --ops exclude each other");
         return -1;
     }
+    if (o->crash_cycles && !(o->crash_after > 0)) {
+        usage_error("--crash-cycles needs --crash-after");
+        return -1;
+    }
+    if (!o->crash_cycles)
+        o->crash_cycles = 1;
     if (o->crash_after > 0) {
         if (duration_given || ops_given || o->sweep != SWEEP_NONE) {
             usage_error("--crash-after ends the run itself: no --duration, --ops or --sweep with it");

@@ -32,6 +32,7 @@ struct options {
     bool split_roles;
     double duration_s; /* 0 when ops or crash_after is set */
     double crash_after; /* > 0: SIGKILL the workers' process this long into the timed phase, then recover */
+    uint32_t crash_cycles; /* kill/recover this many times (default 1) */
     uint64_t ops;      /* total over all threads; 0 = run for duration_s */
     uint64_t keys;
     int dist;

@@ -103,7 +103,17 @@ static bool op_active(const struct run *run, int k)
 
 /* ---- progress ---- */
 
-int progress_init(struct progress *p)
+static void progress_snapshot(const struct run *run, struct progress *p, struct hist_snap *into)
+{
+    memset(into, 0, OP_N * sizeof *into);
+    for (uint32_t t = 0; t < run->nthreads; t++)
+        for (int k = 0; k < OP_N; k++) {
+            hist_snapshot(&run->w[t]->hist[k], p->tmp);
+            hist_snap_add(&into[k], p->tmp);
+        }
+}
+
+int progress_init(struct progress *p, const struct run *run)
 {
     memset(p, 0, sizeof *p);
     p->prev = calloc(OP_N, sizeof *p->prev);
@@ -111,7 +121,13 @@ int progress_init(struct progress *p)
     p->tmp = calloc(1, sizeof *p->tmp);
     p->interval = calloc(1, sizeof *p->interval);
     p->tty = isatty(STDERR_FILENO);
-    return p->prev && p->cur && p->tmp && p->interval ? 0 : -1;
+    if (!(p->prev && p->cur && p->tmp && p->interval)) {
+        progress_free(p);
+        return -1;
+    }
+    /* The histograms are not empty in a later --crash-cycles round: rates count from here. */
+    progress_snapshot(run, p, p->prev);
+    return 0;
 }
 
 void progress_free(struct progress *p)
@@ -124,12 +140,7 @@ void progress_free(struct progress *p)
 
 void progress_tick(struct run *run, struct progress *p, uint64_t start_ns, uint64_t now)
 {
-    memset(p->cur, 0, OP_N * sizeof *p->cur);
-    for (uint32_t t = 0; t < run->nthreads; t++)
-        for (int k = 0; k < OP_N; k++) {
-            hist_snapshot(&run->w[t]->hist[k], p->tmp);
-            hist_snap_add(&p->cur[k], p->tmp);
-        }
+    progress_snapshot(run, p, p->cur);
     if (!p->prev_ns)
         p->prev_ns = start_ns;
     double dt = (double)(now - p->prev_ns) / 1e9;
@@ -146,6 +157,8 @@ void progress_tick(struct run *run, struct progress *p, uint64_t start_ns, uint6
         hist_snap_add(p->interval, diff);
         total += diff->n;
     }
+    if (run->o->crash_cycles > 1)
+        used += (size_t)snprintf(line + used, sizeof line - used, "round %u ", run->cycle + 1);
     used += (size_t)snprintf(line + used, sizeof line - used, "[%5.1fs] %7s ops/s ",
                              (double)(now - start_ns) / 1e9, fmt_rate((double)total / dt, a, sizeof a));
     static const char *const short_name[OP_N] = {"get", "read", "ins", "upd", "del", "aref", "uref"};
@@ -219,10 +232,11 @@ static void verify_text(const struct report_info *ri, const struct run *run)
                o->keys, run->final_present, run->final_count, run->final_foreach,
                mism ? "" : ", all values exact, bm_verify clean");
     if (run->restart_done && run->crashed)
-        printf("          crash: workers' process SIGKILLed %.2f s into the timed phase, map reopened in %.2f ms;\n"
-               "          %" PRIu64 " write%s in flight (%" PRIu64 " found applied, the rest not), every key checked\n",
-               run->elapsed_s, run->reopen_ms, run->inflight, run->inflight == 1 ? " was" : "s were",
-               run->inflight_applied);
+        printf("          crash: workers' process SIGKILLed %u time%s, each %.2f s into its timed phase; every\n"
+               "          recovery checked every key (the last reopen took %.2f ms); %" PRIu64 " write%s in flight\n"
+               "          at the kills: %" PRIu64 " found applied, the rest not\n",
+               run->cycle, run->cycle == 1 ? "" : "s", o->crash_after, run->reopen_ms, run->cs->inflight,
+               run->cs->inflight == 1 ? " was" : "s were", run->cs->inflight_applied);
     else if (run->restart_done)
         printf("          restart: closed, reopened in %.2f ms, every key checked again\n", run->reopen_ms);
     if (mism)
@@ -324,7 +338,7 @@ void report_text(const struct report_info *ri)
     options_mix_string(o, mix, sizeof mix);
     printf("bm-stress (%s)  seed %" PRIu64 "\n", ri->variant, o->seed);
     if (o->crash_after > 0)
-        printf("run       SIGKILL after %.1f s, then recover", o->crash_after);
+        printf("run       %u x (%.1f s, SIGKILL, recover)", o->crash_cycles, o->crash_after);
     else if (o->ops)
         printf("run       %" PRIu64 " operations in total", o->ops);
     else
@@ -447,8 +461,9 @@ static void json_run(FILE *f, const struct report_info *ri, const struct run *r)
     if (r->restart_done)
         fprintf(f, ", \"reopen_ms\": %.3f", r->reopen_ms);
     if (r->crashed)
-        fprintf(f, ", \"crash\": {\"after_s\": %.3f, \"inflight\": %" PRIu64 ", \"inflight_applied\": %" PRIu64 "}",
-                r->elapsed_s, r->inflight, r->inflight_applied);
+        fprintf(f, ", \"crash\": {\"kills\": %u, \"after_s\": %.3f, \"inflight\": %" PRIu64
+                   ", \"inflight_applied\": %" PRIu64 "}",
+                r->cycle, o->crash_after, r->cs->inflight, r->cs->inflight_applied);
     if (o->fault != FAULT_NONE) {
         fprintf(f, ", \"inject_fault\": ");
         json_str(f, fault_name[o->fault]);
@@ -475,10 +490,12 @@ void report_json(const struct report_info *ri)
     options_mix_string(o, mix, sizeof mix);
     fprintf(f, "{\n  \"tool\": \"bm-stress\",\n  \"variant\": ");
     json_str(f, ri->variant);
-    fprintf(f, ",\n  \"config\": {\"seed\": %" PRIu64 ", \"duration_s\": %.3f, \"crash_after_s\": %.3f, \"ops\": %" PRIu64 ", \"keys\": %" PRIu64
+    fprintf(f, ",\n  \"config\": {\"seed\": %" PRIu64 ", \"duration_s\": %.3f, \"crash_after_s\": %.3f"
+               ", \"crash_cycles\": %u, \"ops\": %" PRIu64 ", \"keys\": %" PRIu64
                ", \"dist\": \"%s\", \"theta\": %.4f, \"value_len_min\": %u, \"value_len_max\": %u, \"elem_size\": %u"
                ", \"mix\": ",
-            o->seed, o->duration_s, o->crash_after, o->ops, o->keys, o->dist == DIST_ZIPF ? "zipf" : "uniform", o->theta, o->len_min,
+            o->seed, o->duration_s, o->crash_after, o->crash_cycles, o->ops, o->keys,
+            o->dist == DIST_ZIPF ? "zipf" : "uniform", o->theta, o->len_min,
             o->len_max, o->elem_size);
     json_str(f, mix);
     fprintf(f, ", \"prefill_pct\": %u, \"buckets\": %u, \"max_search\": %u, \"flush_ms\": %u, \"no_prealloc\": %s"

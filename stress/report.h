@@ -28,7 +28,7 @@ struct progress {
     uint64_t prev_ns;
     bool tty;
 };
-int progress_init(struct progress *p);
+int progress_init(struct progress *p, const struct run *run);
 void progress_free(struct progress *p);
 /* Called by the main thread once a second while the workers run. */
 void progress_tick(struct run *run, struct progress *p, uint64_t start_ns, uint64_t now_ns);

@@ -48,6 +48,14 @@ struct worker {
     pthread_t th;
 };
 
+/* What a --crash-after child leaves for the processes after it. */
+struct crash_shared {
+    _Atomic uint64_t started_ns; /* when the current child's timed phase began, 0 before */
+    uint64_t inflight;           /* keys whose write a kill interrupted, over all recoveries */
+    uint64_t inflight_applied;   /* of those, found in their new state */
+    uint64_t prefill_ns;         /* the first child's open + prefill */
+};
+
 struct run {
     const struct options *o;
     const char *const *drives;
@@ -88,10 +96,10 @@ struct run {
     double reopen_ms;
     /* --crash-after: the workers run in a child process; what both processes see lives in shared memory. */
     bool shared;                  /* states and workers are MAP_SHARED (survive the child) */
-    _Atomic uint64_t *started_ns; /* shared: when the child's timed phase began, 0 before */
+    struct crash_shared *cs;      /* shared with the children */
+    uint32_t cycle;               /* crashes survived so far: a child with cycle > 0 recovers before working */
     bool crashed;                 /* the map was reopened after a SIGKILL: in-flight writes may be either way */
     int child_status;             /* the child's wait status when it ended before the kill, else -1 */
-    uint64_t inflight, inflight_applied; /* keys whose write the kill interrupted; of those, now in their new state */
     bool interrupted;
     int leaked_files; /* entries left in the drives by a temporary map, -1 if not checked */
 };

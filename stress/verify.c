@@ -258,7 +258,7 @@ static void resolve_inflight(struct run *run, uint8_t *buf, const char *label)
         uint64_t s = atomic_load_explicit(&st->seq, memory_order_relaxed);
         if (!(s & 1))
             continue;
-        run->inflight++;
+        run->cs->inflight++;
         uint64_t d = atomic_load_explicit(&st->desc, memory_order_relaxed);
         uint64_t next = atomic_load_explicit(&st->next, memory_order_relaxed);
         uint64_t got;
@@ -270,7 +270,7 @@ static void resolve_inflight(struct run *run, uint8_t *buf, const char *label)
             atomic_store_explicit(&st->desc, d | DESC_POISON, memory_order_relaxed);
         } else if (same_state(got, d) || same_state(got, next)) {
             bool applied = !same_state(got, d);
-            run->inflight_applied += applied;
+            run->cs->inflight_applied += applied;
             /* An absent key keeps the generation it had, so a later check still rejects that one's return. */
             uint64_t settled = applied ? next : d;
             atomic_store_explicit(&st->desc, settled, memory_order_relaxed);

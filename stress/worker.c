@@ -395,7 +395,7 @@ void *worker_main(void *arg)
 {
     struct worker *w = arg;
     struct run *run = w->run;
-    if (w->owner != NO_OWNER && run->o->prefill_pct)
+    if (w->owner != NO_OWNER && run->o->prefill_pct && run->cycle == 0)
         prefill_owner(w, w->owner, &w->prefilled);
     pthread_barrier_wait(&run->barrier);
 
