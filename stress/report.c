@@ -258,8 +258,9 @@ static void map_text(const struct run *run)
            s->index_failed_grows, s->data_grows, s->grow_errors,
            fmt_ns((double)s->grow_ns, a, sizeof a));
     uint64_t disk = s->index_bytes + s->data_bytes;
-    printf("          %" PRIu64 " files: index %s + data %s = %s", s->files, fmt_bytes((double)s->index_bytes, a, sizeof a),
-           fmt_bytes((double)s->data_bytes, b, sizeof b), fmt_bytes((double)disk, c, sizeof c));
+    printf("          %" PRIu64 " files: index %s + data %s = %s", s->files,
+           fmt_bytes((double)s->index_bytes, a, sizeof a), fmt_bytes((double)s->data_bytes, b, sizeof b),
+           fmt_bytes((double)disk, c, sizeof c));
     if (s->entries)
         printf(", %.1f bytes/entry", (double)disk / (double)s->entries);
     printf("; %.1f%% of %" PRIu64 " index slots used; %" PRIu64 " reader retries\n",
@@ -291,7 +292,8 @@ static void run_text(const struct report_info *ri, const struct run *run)
         printf("error     %s\n", run->lib_err_msg);
     map_text(run);
     printf("process   RSS %s (peak %s)%s\n", fmt_bytes((double)run->rss, a, sizeof a),
-           fmt_bytes((double)run->rss_peak, b, sizeof b), run->crashed ? " of the workers' process before the kill" : "");
+           fmt_bytes((double)run->rss_peak, b, sizeof b),
+           run->crashed ? " of the workers' process before the kill" : "");
 }
 
 static uint32_t sweep_value(const struct options *o, const struct run *run)
@@ -452,8 +454,9 @@ static void json_run(FILE *f, const struct report_info *ri, const struct run *r)
             r->rss_peak);
     uint64_t mism = atomic_load(&r->mismatches);
     fprintf(f,
-            "     \"verify\": {\"enabled\": %s, \"ok\": %s, \"reads_exact\": %" PRIu64 ", \"reads_overlapped\": %" PRIu64
-            ", \"writes_checked\": %" PRIu64 ", \"mismatches\": %" PRIu64 ", \"final_check\": %s, \"present\": %" PRIu64
+            "     \"verify\": {\"enabled\": %s, \"ok\": %s, \"reads_exact\": %" PRIu64
+            ", \"reads_overlapped\": %" PRIu64 ", \"writes_checked\": %" PRIu64 ", \"mismatches\": %" PRIu64
+            ", \"final_check\": %s, \"present\": %" PRIu64
             ", \"bm_count\": %" PRIu64 ", \"foreach_visited\": %" PRIu64 ", \"restart_checked\": %s",
             o->verify ? "true" : "false", o->verify && !mism ? "true" : "false", r->reads_exact, r->reads_window,
             r->writes_checked, mism, r->final_done ? "true" : "false", r->final_present, r->final_count,
