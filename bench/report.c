@@ -1,0 +1,204 @@
+#include "report.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "results.h"
+
+static const char *const systems[] = {"bucketmap", "rwlock", "lfht", "lmdb"};
+#define N_SYS (sizeof systems / sizeof systems[0])
+static const char *const wls[] = {"w1_insert", "w2_get", "w3_absent", "w5_zipf", "w4_churn", "w4_churn16"};
+#define N_WL (sizeof wls / sizeof wls[0])
+
+static FILE *open_in(const char *dir, const char *name)
+{
+    char p[PATH_MAX];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    FILE *f = fopen(p, "w");
+    if (!f)
+        perror(p);
+    return f;
+}
+
+/* Thread counts present for (sys, wl), ascending, deduplicated. */
+static unsigned thread_counts(const res_set *rs, const char *sys, const char *wl, unsigned *out, unsigned max)
+{
+    unsigned n = 0;
+    for (size_t i = 0; i < rs->n; i++) {
+        const res_row *r = &rs->rows[i];
+        if (strcmp(r->metric, "mops") || strcmp(r->sys, sys) || strcmp(r->wl, wl))
+            continue;
+        unsigned j = 0;
+        while (j < n && out[j] != r->threads)
+            j++;
+        if (j == n && n < max)
+            out[n++] = r->threads;
+    }
+    for (unsigned a = 1; a < n; a++)
+        for (unsigned b = a; b > 0 && out[b - 1] > out[b]; b--) {
+            unsigned t = out[b];
+            out[b] = out[b - 1], out[b - 1] = t;
+        }
+    return n;
+}
+
+static void us(FILE *out, double ns)
+{
+    if (isnan(ns))
+        fprintf(out, " %9s", "-");
+    else
+        fprintf(out, " %9.2f", ns / 1e3);
+}
+
+static void print_table(const res_set *rs, FILE *out, FILE *wide)
+{
+    fprintf(out, "%-10s %-11s %3s %8s %9s %9s %9s %9s %9s  %s\n", "system", "workload", "T", "Mops/s", "p50 us",
+            "p99 us", "p99.9 us", "max us", "stall us", "notes");
+    if (wide)
+        fprintf(wide, "system,workload,threads,mops,p50_us,p99_us,p999_us,max_us,stall_us,writer_ops\n");
+    for (unsigned w = 0; w < N_WL; w++)
+        for (unsigned s = 0; s < N_SYS; s++) {
+            unsigned th[16];
+            unsigned nt = thread_counts(rs, systems[s], wls[w], th, 16);
+            for (unsigned k = 0; k < nt; k++) {
+                const char *sy = systems[s], *wl = wls[w];
+                double v[6] = {res_get(rs, sy, wl, th[k], "mops"),      res_get(rs, sy, wl, th[k], "p50_ns"),
+                               res_get(rs, sy, wl, th[k], "p99_ns"),    res_get(rs, sy, wl, th[k], "p999_ns"),
+                               res_get(rs, sy, wl, th[k], "max_ns"),    res_get(rs, sy, wl, th[k], "stall_ns")};
+                fprintf(out, "%-10s %-11s %3u %8.3f", sy, wl, th[k], v[0]);
+                for (int i = 1; i < 6; i++)
+                    us(out, v[i]);
+                double wops = res_get(rs, sy, wl, th[k], "writer_ops");
+                double bpe = res_get(rs, sy, wl, th[k], "bytes_per_entry");
+                double grows = res_get(rs, sy, wl, th[k], "grows");
+                fprintf(out, " ");
+                if (!isnan(wops))
+                    fprintf(out, " writer %.0f ops/s", wops);
+                if (!isnan(bpe))
+                    fprintf(out, " %.1f B/entry", bpe);
+                if (!isnan(grows))
+                    fprintf(out, " %.0f grows", grows);
+                fprintf(out, "\n");
+                if (wide)
+                    fprintf(wide, "%s,%s,%u,%.4f,%.3f,%.3f,%.3f,%.3f,%.3f,%.0f\n", sy, wl, th[k], v[0], v[1] / 1e3,
+                            v[2] / 1e3, v[3] / 1e3, v[4] / 1e3, v[5] / 1e3, wops);
+            }
+        }
+    for (unsigned s = 0; s < N_SYS; s++) {
+        const res_row *na = res_find(rs, systems[s], "w6_reopen", 1, "na");
+        double ro = res_get(rs, systems[s], "w6_reopen", 1, "reopen_ms");
+        if (na)
+            fprintf(out, "%-10s %-11s     n/a: %s\n", systems[s], "w6_reopen", na->text);
+        else if (!isnan(ro))
+            fprintf(out, "%-10s %-11s     close %.2f ms, reopen %.3f ms, first get %.1f us\n", systems[s],
+                    "w6_reopen", res_get(rs, systems[s], "w6_reopen", 1, "close_ms"), ro,
+                    res_get(rs, systems[s], "w6_reopen", 1, "first_get_us"));
+    }
+}
+
+/* One target line: ratio (or value) against a bound, and whether it is met. */
+static void target(FILE *out, const char *what, double v, int at_least, double bound, const char *unit)
+{
+    if (isnan(v)) {
+        fprintf(out, "  %-58s %10s   (target %s %g%s)  NOT MEASURED\n", what, "-", at_least ? ">=" : "<=", bound, unit);
+        return;
+    }
+    int met = at_least ? v >= bound : v <= bound;
+    fprintf(out, "  %-58s %9.3g%s  (target %s %g%s)  %s", what, v, unit, at_least ? ">=" : "<=", bound, unit,
+            met ? "met" : "MISSED");
+    if (!met)
+        fprintf(out, " by %.2fx", at_least ? bound / v : v / bound);
+    fprintf(out, "\n");
+}
+
+static void print_targets(const res_set *rs, FILE *out)
+{
+    double b1 = res_get(rs, "bucketmap", "w2_get", 1, "mops");
+    fprintf(out, "\nTargets (issue 4), from this one run:\n");
+    target(out, "w2 1 thread: bucketmap / rwlock ablation (Mops/s)", b1 / res_get(rs, "rwlock", "w2_get", 1, "mops"),
+           1, 1.3, "x");
+    target(out, "w2 1 thread: bucketmap / lmdb (Mops/s)", b1 / res_get(rs, "lmdb", "w2_get", 1, "mops"), 1, 3, "x");
+    target(out, "w2 bucketmap: 2 threads / 1 thread (Mops/s)", res_get(rs, "bucketmap", "w2_get", 2, "mops") / b1, 1,
+           1.9, "x");
+    unsigned th[4];
+    unsigned r = thread_counts(rs, "bucketmap", "w4_churn16", th, 4) ? th[0] : 1;
+    double p = res_get(rs, "bucketmap", "w4_churn16", r, "p999_ns");
+    target(out, "w4 16 buckets: bucketmap reader p99.9 (us)", p / 1e3, 0, 2, "");
+    target(out, "w4 16 buckets: reader p99.9 bucketmap / rwlock", p / res_get(rs, "rwlock", "w4_churn16", r, "p999_ns"),
+           0, 0.1, "x");
+    target(out, "w4 16 buckets: reader Mops/s bucketmap / rwlock",
+           res_get(rs, "bucketmap", "w4_churn16", r, "mops") / res_get(rs, "rwlock", "w4_churn16", r, "mops"), 1, 1.5,
+           "x");
+    target(out, "w4 16 buckets: longest stall bucketmap / rwlock",
+           res_get(rs, "bucketmap", "w4_churn16", r, "stall_ns") / res_get(rs, "rwlock", "w4_churn16", r, "stall_ns"),
+           0, 0.1, "x");
+    target(out, "w4 default buckets: bucketmap reader p99.9 (us)",
+           res_get(rs, "bucketmap", "w4_churn", r, "p999_ns") / 1e3, 0, 2, "");
+    target(out, "w1 insert: bucketmap / lmdb (Mops/s)",
+           res_get(rs, "bucketmap", "w1_insert", 1, "mops") / res_get(rs, "lmdb", "w1_insert", 1, "mops"), 1, 2, "x");
+    target(out, "bytes on disk per entry, bucketmap", res_get(rs, "bucketmap", "w1_insert", 1, "bytes_per_entry"), 0,
+           72, "");
+    fprintf(out, "  (lmdb: %.1f bytes per entry; keys: %.0f)\n",
+            res_get(rs, "lmdb", "w1_insert", 1, "bytes_per_entry"), res_get(rs, "bucketmap", "w1_insert", 1, "ops"));
+}
+
+static void write_dat(const res_set *rs, const char *dir)
+{
+    FILE *f = open_in(dir, "w2_threads.dat");
+    if (f) {
+        unsigned th[16], nt = thread_counts(rs, "bucketmap", "w2_get", th, 16);
+        fprintf(f, "threads");
+        for (unsigned s = 0; s < N_SYS; s++)
+            fprintf(f, " %s", systems[s]);
+        fprintf(f, "\n");
+        for (unsigned k = 0; k < nt; k++) {
+            fprintf(f, "%u", th[k]);
+            for (unsigned s = 0; s < N_SYS; s++) {
+                double v = res_get(rs, systems[s], "w2_get", th[k], "mops");
+                fprintf(f, isnan(v) ? " NaN" : " %.4f", v);
+            }
+            fprintf(f, "\n");
+        }
+        fclose(f);
+    }
+    f = open_in(dir, "w4_latency.dat");
+    if (f) {
+        fprintf(f, "# label p50_us p99_us p999_us max_us stall_us (reader latency under workload 4)\n");
+        static const char *const w4[2] = {"w4_churn", "w4_churn16"};
+        for (unsigned k = 0; k < 2; k++)
+            for (unsigned s = 0; s < N_SYS; s++) {
+                unsigned th[4];
+                if (!thread_counts(rs, systems[s], w4[k], th, 4))
+                    continue;
+                fprintf(f, "\"%s%s\"", systems[s], k ? " 16b" : "");
+                static const char *const m[5] = {"p50_ns", "p99_ns", "p999_ns", "max_ns", "stall_ns"};
+                for (unsigned i = 0; i < 5; i++)
+                    fprintf(f, " %.4f", res_get(rs, systems[s], w4[k], th[0], m[i]) / 1e3);
+                fprintf(f, "\n");
+            }
+        fclose(f);
+    }
+}
+
+int report(const char *csv_path, const char *dir, FILE *out)
+{
+    res_set rs;
+    if (res_load(csv_path, &rs) != 0) {
+        perror(csv_path);
+        return -1;
+    }
+    FILE *wide = dir ? open_in(dir, "table.csv") : NULL;
+    const res_row *m = res_find(&rs, "machine", "info", 0, "timer_ns");
+    if (m)
+        fprintf(out, "(timer pair cost %.0f ns, included in every latency below)\n", m->v);
+    print_table(&rs, out, wide);
+    if (wide)
+        fclose(wide);
+    print_targets(&rs, out);
+    if (dir)
+        write_dat(&rs, dir);
+    res_free(&rs);
+    return 0;
+}

@@ -1,0 +1,60 @@
+/* The common interface every compared system is driven through, so the workloads are written once and a
+ * difference in the table is the system's, not the harness's. */
+#ifndef BENCH_SYSTEM_H
+#define BENCH_SYSTEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "keys.h"
+
+enum { SYS_FOUND = 0, SYS_ABSENT = 1 }; /* get/del results; negative = the system's error code */
+
+typedef struct sys_cfg {
+    const char *dir;  /* directory the system may put its files in (kept across close + reopen) */
+    int reopen;       /* open what close left in dir; do not fall back to a fresh store */
+    uint32_t buckets; /* shard count for systems that shard; 0 = the system's default */
+    uint64_t n_hint;  /* keys the run will hold, for systems that must size a file up front */
+} sys_cfg;
+
+typedef struct sys_info {
+    int has_disk;        /* disk_bytes valid */
+    uint64_t disk_bytes; /* bytes the system's files take (as the system accounts them) */
+    int has_grows;
+    uint64_t grows; /* cumulative resizes so far */
+    int has_entries;
+    uint64_t entries;
+} sys_info;
+
+typedef struct sys_ops {
+    const char *name;
+    /* Opens a new store in cfg->dir, or the one already there (reopen). err gets a message on failure. */
+    int (*open)(const sys_cfg *cfg, void **db, char *err, size_t errlen);
+    /* Closes; a persistent store makes its data durable first so reopen finds it. */
+    void (*close)(void *db);
+    /* Non-zero when close + open on the same dir brings the contents back; why not goes to err. */
+    int (*reopenable)(void *db, char *err, size_t errlen);
+    /* Per-thread state (RCU registration, a reusable read transaction); called on the thread itself. */
+    void *(*thread_enter)(void *db);
+    void (*thread_exit)(void *db, void *tc);
+    /* Optional: batch the following inserts of this thread where the system allows (set-up only, never
+     * in a measured phase). */
+    void (*bulk)(void *db, void *tc, int on);
+    int (*insert)(void *db, void *tc, const uint8_t key[KEY_LEN], uint64_t val);
+    int (*get)(void *db, void *tc, const uint8_t key[KEY_LEN], uint64_t *val);
+    int (*del)(void *db, void *tc, const uint8_t key[KEY_LEN]);
+    /* open, close and info run on a thread that is not between thread_enter and thread_exit. */
+    void (*info)(void *db, sys_info *out);
+    const char *(*strerror)(int err);
+} sys_ops;
+
+extern const sys_ops sys_bucketmap; /* named "bucketmap", or "rwlock" in the ablation build */
+extern const sys_ops sys_lfht;
+extern const sys_ops sys_lmdb;
+
+/* Systems this binary can run in-process (bm-bench: bucketmap, lfht, lmdb; bm-bench-rwlock: rwlock), NULL
+ * for any other name; sys_default_list is the comma-separated list run when none is given. */
+const sys_ops *sys_find(const char *name);
+const char *sys_default_list(void);
+
+#endif

@@ -1,0 +1,33 @@
+/* The six workloads of issue 4, run against one system in the current process. */
+#ifndef BENCH_WORKLOADS_H
+#define BENCH_WORKLOADS_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "system.h"
+
+#define MAX_THREAD_COUNTS 8
+
+typedef struct bench_opts {
+    uint64_t n;                           /* keys inserted by workload 1 */
+    unsigned threads[MAX_THREAD_COUNTS];  /* thread counts for workloads 2, 3, 5 */
+    unsigned n_threads;
+    double dur;                           /* seconds per timed read run (workloads 2, 3, 5) */
+    double w4_dur;                        /* seconds per workload-4 run */
+    unsigned w4_readers;                  /* reader threads in workload 4 (plus one writer) */
+    uint32_t w4_buckets;                  /* the small bucket count of workload 4's second run */
+    unsigned sample;                      /* time every sample-th op in throughput runs (power of two) */
+    uint64_t seed;
+    const char *scratch;                  /* parent directory for the systems' files */
+    unsigned workloads;                   /* bit w set: run workload w (1..6) */
+} bench_opts;
+
+/* Runs the selected workloads on s, appending result rows to csv. Returns 0, or non-zero when the system
+ * failed (an error, a wrong value, a lost key): that is a bug to report, and the worker exits non-zero. */
+int run_system(const sys_ops *s, const bench_opts *o, FILE *csv);
+
+/* Cost of one now_ns() pair with nothing between, for the report's fine print. */
+uint64_t timer_overhead_ns(void);
+
+#endif
