@@ -16,7 +16,8 @@ enum dist_kind { DIST_UNIFORM, DIST_ZIPF };
 /* --inject-fault: harness-side faults that prove the checks are alive (README "Testing the checker"). */
 enum fault_kind { FAULT_NONE, FAULT_LOST_WRITE, FAULT_TORN_READ };
 extern const char *const fault_name[];
-/* Thread 0 injects a fault into one of every FAULT_PERIOD eligible operations. */
+/* One worker (the first that does the faulted kind of operation) fakes one fault per FAULT_PERIOD such
+ * operations. */
 #define FAULT_PERIOD 1000
 enum sweep_param { SWEEP_NONE, SWEEP_THREADS, SWEEP_READERS, SWEEP_WRITERS };
 extern const char *const sweep_name[];
