@@ -51,7 +51,7 @@ set output "$out/w2_threads.png"
 set title "Workload 2: gets of present keys (uniform), throughput vs threads"
 set xlabel "reader threads"
 set ylabel "M gets/s (all threads)"
-set key top left
+set key outside right top
 set grid
 set xtics 1
 set xrange [0.8:*]
