@@ -159,8 +159,14 @@ static int open_map(const struct opts *o, uint32_t elem_size_if_new, bm_map **m,
 {
     int err = bm_read_restart_info(o->restart, ri);
     bm_config cfg = {0};
+    if (err == 0 && ri->n_drives != o->n_drives) {
+        /* bm_open would refuse this too (BM_EMISMATCH), but its message names only the other fields. */
+        fprintf(stderr, "bmctl: open: %s records a map on %u drive director%s, %u given\n", o->restart,
+                ri->n_drives, ri->n_drives == 1 ? "y" : "ies", o->n_drives);
+        return EXIT_ERROR;
+    }
     if (err == 0) {
-        /* An --elem-size that differs, or another drive count, is refused by bm_open (BM_EMISMATCH). */
+        /* An --elem-size that differs is refused by bm_open (BM_EMISMATCH). */
         cfg.elem_size = elem_size_if_new ? elem_size_if_new : ri->elem_size;
         cfg.max_buckets = ri->max_buckets;
         cfg.max_search = ri->max_search;
@@ -435,14 +441,24 @@ static int cmd_dump(const struct opts *o)
 
 struct get_ctx {
     const struct opts *o;
+    const bm_key *k;
     uint32_t es;
 };
+
+/* The key as parsed, not as typed: JSON consumers match keys exactly, and KEYHEX may carry 0x or capitals. */
+static void print_key_json(const bm_key *k)
+{
+    printf("{\"key\":\"");
+    print_hex(k->bytes, BM_KEY_LEN);
+    printf("\",");
+}
 
 static void get_one(const bm_value *v, void *arg)
 {
     struct get_ctx *c = arg;
     if (c->o->json) {
-        printf("{\"key\":\"%s\",\"found\":true,", c->o->key);
+        print_key_json(c->k);
+        printf("\"found\":true,");
         print_value_json(v, c->es);
         printf("}\n");
     } else {
@@ -469,14 +485,16 @@ static int cmd_get(const struct opts *o)
     bm_restart_info ri = {0};
     if ((rc = open_map(o, 0, &m, &ri)))
         return rc;
-    struct get_ctx c = {o, ri.elem_size};
+    struct get_ctx c = {o, &k, ri.elem_size};
     int err = bm_read(m, &k, get_one, &c);
     bm_close(m);
     if (err == BM_ENOTFOUND) {
-        if (o->json)
-            printf("{\"key\":\"%s\",\"found\":false}\n", o->key);
-        else
+        if (o->json) {
+            print_key_json(&k);
+            printf("\"found\":false}\n");
+        } else {
             fprintf(stderr, "bmctl get: %s\n", bm_strerror(err));
+        }
         return EXIT_PROBLEM;
     }
     return err ? fail("get", err) : 0;
@@ -516,9 +534,10 @@ static int cmd_put(const struct opts *o)
     bm_close(m);
     if (err)
         return fail("put", err);
-    if (o->json)
-        printf("{\"key\":\"%s\",\"written\":true,\"refcount\":%" PRIu64 ",\"n\":%u}\n", o->key, o->refcount,
-               o->n_elems);
+    if (o->json) {
+        print_key_json(&k);
+        printf("\"written\":true,\"refcount\":%" PRIu64 ",\"n\":%u}\n", o->refcount, o->n_elems);
+    }
     return 0;
 }
 

@@ -78,13 +78,16 @@ expect 0 "get K1" -- "$BMCTL" get --restart "$R" "$K1" "${D[@]}"
 has "get K1" '^refcount 3  n 2  0100000000000000 0200000000000000$'
 expect 0 "get K2 --json" -- "$BMCTL" get --json --restart "$R" "$K2" "${D[@]}"
 has "get json" "^\\{\"key\":\"$K2\",\"found\":true,\"refcount\":18446744073709551615,\"n\":0,\"elems\":\\[\\]\\}\$"
+KU=$(tr a-f A-F <<<"$K2")
+expect 0 "get 0x-prefixed capital KEYHEX --json" -- "$BMCTL" get --json --restart "$R" "0x$KU" "${D[@]}"
+has "get json normalised key" "^\\{\"key\":\"$K2\",\"found\":true,"
 expect 1 "get absent" -- "$BMCTL" get --restart "$R" "$K0" "${D[@]}"
 has "get absent" 'key not found'
 expect 1 "get absent --json" -- "$BMCTL" get --json --restart "$R" "$K0" "${D[@]}"
 has "get absent json" '"found":false'
 expect 2 "get malformed key" -- "$BMCTL" get --restart "$R" zz "${D[@]}"
 expect 2 "get with one drive of two" -- "$BMCTL" get --restart "$R" "$K1" "$dir/d0"
-has "drive count" 'another elem_size, max_buckets or max_search|mismatch|another'
+has "drive count" "records a map on 2 drive directories, 1 given"
 
 # Damage K1's index entry (flip one bit of its key): verify must exit 1 and count it.
 f=$(LC_ALL=C grep -lUaP '\x11{32}' "$dir"/d*/*idx*.bm | head -1)

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -23,12 +24,15 @@
 #define PU_ES 8u       /* elem_size of every persistence test map */
 #define PU_MAX_N 40u   /* values hold 0..PU_MAX_N elements */
 
-static char pu_root[64], pu_d[3][96], pu_restart[128];
+/* pu_base is made by the runner before Check forks; each test's directories live below it, so the runner
+ * can remove them (and unmount a test's tmpfs) even when a failed assertion ended the test's process
+ * before its teardown ran. */
+static char pu_base[64], pu_root[96], pu_d[3][128], pu_restart[128];
 static const char *pu_drives[3] = {pu_d[0], pu_d[1], pu_d[2]};
 
 static inline void pu_setup(void)
 {
-    strcpy(pu_root, "/tmp/bm-persist-XXXXXX");
+    snprintf(pu_root, sizeof(pu_root), "%s/t-XXXXXX", pu_base);
     ck_assert_ptr_nonnull(mkdtemp(pu_root));
     for (int i = 0; i < 3; i++) {
         snprintf(pu_d[i], sizeof(pu_d[i]), "%s/d%d", pu_root, i);
@@ -37,13 +41,25 @@ static inline void pu_setup(void)
     snprintf(pu_restart, sizeof(pu_restart), "%s/restart", pu_root);
 }
 
-static inline void pu_teardown(void)
+static inline void pu_remove_tree(const char *dir)
 {
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", pu_root);
+    /* A test that failed while its tmpfs was mounted leaves the mount behind: detach it before removing. */
+    FILE *mounts = fopen("/proc/self/mounts", "r");
+    if (mounts) {
+        char line[1024], dev[256], mnt[512];
+        size_t n = strlen(dir);
+        while (fgets(line, sizeof(line), mounts))
+            if (sscanf(line, "%255s %511s", dev, mnt) == 2 && strncmp(mnt, dir, n) == 0 && mnt[n] == '/')
+                umount2(mnt, MNT_DETACH);
+        fclose(mounts);
+    }
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     if (system(cmd) != 0)
-        fprintf(stderr, "warning: could not remove %s\n", pu_root);
+        fprintf(stderr, "warning: could not remove %s\n", dir);
 }
+
+static inline void pu_teardown(void) { pu_remove_tree(pu_root); }
 
 static inline uint64_t pu_mix(uint64_t *s)
 {
@@ -166,10 +182,16 @@ static inline ssize_t pu_read_file(const char *path, void *p, size_t cap)
 
 static inline int pu_run_suite(Suite *s)
 {
+    strcpy(pu_base, "/tmp/bm-persist-XXXXXX");
+    if (!mkdtemp(pu_base)) {
+        perror("mkdtemp");
+        return 1;
+    }
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
+    pu_remove_tree(pu_base);
     return failed ? 1 : 0;
 }
 

@@ -4,7 +4,11 @@
  * to a pipe, after the call returns it writes the acknowledgement. The parent SIGKILLs it 1..50 ms after it
  * reported the map open, reaps it, reopens and checks: every acknowledged effect is there (the one op in
  * flight may be old or new), nothing is torn, bm_count is exact, bm_verify is clean and the recovery
- * counters are plausible. BM_TEST_ITERATIONS overrides the iteration count, BM_TEST_SEED replays a run.
+ * counters are plausible. Every tenth iteration `bmctl verify` (the BMCTL environment variable, set by ctest)
+ * does the recovery and must report a clean map. A second test uses the library's test hook
+ * BM_TEST_FAULT=crash-after=N, which kills the child in the middle of its N-th mutation with the undo record
+ * armed: a state that a random SIGKILL rarely hits. BM_TEST_ITERATIONS overrides the iteration count,
+ * BM_TEST_SEED replays a run.
  */
 #include "persist_util.h"
 
@@ -55,8 +59,13 @@ static void send(int fd, const struct rec *r)
         _exit(4);
 }
 
-static void child(int wfd, uint64_t seed)
+static void child(int wfd, uint64_t seed, uint64_t crash_after)
 {
+    if (crash_after) {
+        char v[48];
+        snprintf(v, sizeof(v), "crash-after=%" PRIu64, crash_after);
+        setenv("BM_TEST_FAULT", v, 1);
+    }
     bm_config cfg = pu_cfg(DRIVES, BUCKETS);
     bm_map *m;
     int err = bm_open(&cfg, &m);
@@ -159,28 +168,70 @@ static int drain(int fd, int timeout_ms)
     return 1;
 }
 
-START_TEST(t_crash_loop)
+/* Runs `bmctl verify --json` on the map (which also recovers it, as bm_open would). Returns its exit status
+ * and adds the undo records it replayed to *replayed; -1 when BMCTL is not set. */
+static int bmctl_verify(uint64_t *replayed, char *out, size_t cap)
 {
-    uint64_t seed = pu_seed("persist_crash");
-    const char *it_env = getenv("BM_TEST_ITERATIONS");
-    int iterations = it_env ? atoi(it_env) : 200;
-    memset(model, 0, sizeof(model));
-    uint64_t max_removed = 0, replayed = 0, removed = 0, adopted = 0, t0 = ms_now();
-    for (int it = 0; it < iterations; it++) {
-        int p[2];
-        ck_assert_int_eq(pipe(p), 0);
-        uint64_t cseed = pu_mix(&seed);
-        uint64_t delay = 1 + pu_mix(&seed) % 50;
-        pid_t pid = fork();
-        ck_assert_int_ge(pid, 0);
-        if (pid == 0) {
-            close(p[0]);
-            child(p[1], cseed);
-        }
+    const char *bmctl = getenv("BMCTL");
+    if (!bmctl || !*bmctl)
+        return -1;
+    int p[2];
+    ck_assert_int_eq(pipe(p), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        dup2(p[1], 1);
+        close(p[0]);
         close(p[1]);
-        has_pending = ready = 0;
-        partial_len = 0;
-        uint64_t start = ms_now(), deadline = 0;
+        execl(bmctl, bmctl, "verify", "--json", "--restart", pu_restart, pu_d[0], pu_d[1], (char *)NULL);
+        _exit(127);
+    }
+    close(p[1]);
+    size_t len = 0;
+    ssize_t n;
+    while (len + 1 < cap && (n = read(p[0], out + len, cap - 1 - len)) > 0)
+        len += (size_t)n;
+    out[len] = 0;
+    close(p[0]);
+    int st;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    const char *u = strstr(out, "\"undo_replayed\":");
+    if (u)
+        *replayed += strtoull(u + 16, NULL, 10);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+struct totals {
+    uint64_t max_removed, replayed, removed, adopted, bmctl_runs, hook_kills;
+};
+
+/* One iteration: fork a child that works on the map until it is killed (by the parent after `delay` ms,
+ * or by the library's crash hook at its crash_after-th mutation), then recover and check against the model.
+ * Returns 0, or 1 when the crash hook did not fire (a library without it). */
+static int crash_once(int it, uint64_t cseed, uint64_t delay, uint64_t crash_after, struct totals *t)
+{
+    int p[2];
+    ck_assert_int_eq(pipe(p), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        close(p[0]);
+        child(p[1], cseed, crash_after);
+    }
+    close(p[1]);
+    has_pending = ready = 0;
+    partial_len = 0;
+    uint64_t start = ms_now(), deadline = 0, acked_before = acked_ops;
+    int hook_missing = 0;
+    if (crash_after) {
+        /* The child dies on its own; give up when it is still going long after its N-th mutation. */
+        while (drain(p[0], 10)) {
+            if (acked_ops - acked_before > crash_after + 100000 || ms_now() - start > 10000) {
+                hook_missing = 1;
+                break;
+            }
+        }
+    } else {
         while (!deadline || ms_now() < deadline) {
             int more = drain(p[0], 1);
             if (ready && !deadline)
@@ -188,58 +239,123 @@ START_TEST(t_crash_loop)
             ck_assert_msg(more, "iteration %d: the child exited on its own", it);
             ck_assert_msg(ms_now() - start < 10000, "iteration %d: the child did not open the map in 10 s", it);
         }
-        kill(pid, SIGKILL);
-        int st;
-        ck_assert_int_eq(waitpid(pid, &st, 0), pid);
-        while (drain(p[0], 1000))
-            ;
-        close(p[0]);
-        ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "iteration %d: child status 0x%x (exit %d)", it,
-                      st, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
-        ck_assert_uint_eq(partial_len, 0);
+    }
+    kill(pid, SIGKILL);
+    int st;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    while (drain(p[0], 1000))
+        ;
+    close(p[0]);
+    ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "iteration %d: child status 0x%x (exit %d)", it, st,
+                  WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    ck_assert_uint_eq(partial_len, 0);
+    ck_assert_msg(ready, "iteration %d: the child was killed before it opened the map", it);
 
-        bm_map *m = pu_open(DRIVES, BUCKETS);
-        uint64_t present = 0;
-        for (uint32_t k = 0; k < CKEYS; k++) {
-            int c = pu_check(m, k, model[k].version, model[k].rc);
-            int ok = model[k].present ? c == 0 : c == 1;
-            if (!ok && has_pending && pending.key == k) {
-                int c2 = pu_check(m, k, pending.version, pending.rc);
-                ok = pending.present ? c2 == 0 : c2 == 1;
-                if (ok) {
-                    model[k] = (struct kstate){pending.present, pending.version, pending.rc};
-                    adopted++;
-                }
-            }
-            ck_assert_msg(ok,
-                          "iteration %d: key %u: check %d; acknowledged %s v%" PRIu64 " rc %" PRIu64
-                          "; in flight: %s",
-                          it, k, c, model[k].present ? "present" : "absent", model[k].version, model[k].rc,
-                          has_pending && pending.key == k ? "this key" : "another key");
-            present += model[k].present;
+    /* Every tenth iteration bmctl does the recovery and the verification, as an operator would. */
+    uint64_t bmctl_replayed = 0;
+    if (it % 10 == 0) {
+        char out[4096];
+        int rc = bmctl_verify(&bmctl_replayed, out, sizeof(out));
+        if (rc >= 0) {
+            ck_assert_msg(rc == 0 && strstr(out, "\"clean\":true"), "iteration %d: bmctl verify exit %d: %s", it, rc,
+                          out);
+            ck_assert_uint_le(bmctl_replayed, 1);
+            t->bmctl_runs++;
         }
-        ck_assert_uint_eq(bm_count(m), present);
-        bm_verify_report vr;
-        pu_verify_clean(m, &vr);
-        bm_stats s;
-        bm_get_stats(m, &s);
-        /* One writer thread: at most one mutation was cut short. Orphans are the files of the grow under way
-         * plus the spare files prepared ahead of grows (up to two per kind per bucket): bounded by a small
-         * multiple of the bucket count, never by the number of operations. */
-        ck_assert_uint_le(s.undo_replayed, 1);
-        ck_assert_uint_le(s.orphan_files_removed, 8 * BUCKETS + 4);
-        if (s.orphan_files_removed > max_removed)
-            max_removed = s.orphan_files_removed;
-        ck_assert_uint_eq(vr.undo_replayed, s.undo_replayed);
-        ck_assert_uint_eq(vr.orphan_files_removed, s.orphan_files_removed);
-        replayed += s.undo_replayed;
-        removed += s.orphan_files_removed;
-        bm_close(m);
+    }
+
+    bm_map *m = pu_open(DRIVES, BUCKETS);
+    uint64_t present = 0;
+    for (uint32_t k = 0; k < CKEYS; k++) {
+        int c = pu_check(m, k, model[k].version, model[k].rc);
+        int ok = model[k].present ? c == 0 : c == 1;
+        if (!ok && has_pending && pending.key == k) {
+            int c2 = pu_check(m, k, pending.version, pending.rc);
+            ok = pending.present ? c2 == 0 : c2 == 1;
+            if (ok) {
+                model[k] = (struct kstate){pending.present, pending.version, pending.rc};
+                t->adopted++;
+            }
+        }
+        ck_assert_msg(ok,
+                      "iteration %d: key %u: check %d; acknowledged %s v%" PRIu64 " rc %" PRIu64 "; in flight: %s",
+                      it, k, c, model[k].present ? "present" : "absent", model[k].version, model[k].rc,
+                      has_pending && pending.key == k ? "this key" : "another key");
+        present += model[k].present;
+    }
+    ck_assert_uint_eq(bm_count(m), present);
+    bm_verify_report vr;
+    pu_verify_clean(m, &vr);
+    bm_stats s;
+    bm_get_stats(m, &s);
+    /* One writer thread: at most one mutation was cut short. Orphans are the files of the grow under way plus
+     * the spare files prepared ahead of grows (up to two per kind per bucket): bounded by a small multiple of
+     * the bucket count, never by the number of operations. */
+    ck_assert_uint_le(s.undo_replayed, 1);
+    ck_assert_uint_le(s.orphan_files_removed, 8 * BUCKETS + 4);
+    if (s.orphan_files_removed > t->max_removed)
+        t->max_removed = s.orphan_files_removed;
+    ck_assert_uint_eq(vr.undo_replayed, s.undo_replayed);
+    ck_assert_uint_eq(vr.orphan_files_removed, s.orphan_files_removed);
+    t->replayed += s.undo_replayed + bmctl_replayed;
+    t->removed += s.orphan_files_removed;
+    bm_close(m);
+    return hook_missing;
+}
+
+START_TEST(t_crash_loop)
+{
+    uint64_t seed = pu_seed("persist_crash");
+    const char *it_env = getenv("BM_TEST_ITERATIONS");
+    int iterations = it_env ? atoi(it_env) : 200;
+    memset(model, 0, sizeof(model));
+    acked_ops = 0;
+    struct totals t = {0};
+    uint64_t t0 = ms_now();
+    for (int it = 0; it < iterations; it++) {
+        uint64_t cseed = pu_mix(&seed);
+        uint64_t delay = 1 + pu_mix(&seed) % 50;
+        crash_once(it, cseed, delay, 0, &t);
     }
     fprintf(stderr,
             "persist_crash: %d kills in %.1f s, %" PRIu64 " acknowledged ops checked, %" PRIu64
-            " in-flight ops found applied, %" PRIu64 " undo records replayed, %" PRIu64 " orphan files removed (at most %" PRIu64 " at once)\n",
-            iterations, (double)(ms_now() - t0) / 1000.0, acked_ops, adopted, replayed, removed, max_removed);
+            " in-flight ops found applied, %" PRIu64 " undo records replayed, %" PRIu64
+            " orphan files removed (at most %" PRIu64 " at once), %" PRIu64 " recoveries by bmctl verify%s\n",
+            iterations, (double)(ms_now() - t0) / 1000.0, acked_ops, t.adopted, t.replayed, t.removed,
+            t.max_removed, t.bmctl_runs, getenv("BMCTL") ? "" : " (BMCTL not set)");
+}
+END_TEST
+
+START_TEST(t_crash_hook)
+{
+    uint64_t seed = pu_seed("persist_crash/hook");
+    const char *it_env = getenv("BM_TEST_ITERATIONS");
+    int iterations = it_env ? atoi(it_env) / 2 : 100;
+    if (iterations < 1)
+        iterations = 1;
+    memset(model, 0, sizeof(model));
+    acked_ops = 0;
+    struct totals t = {0};
+    uint64_t t0 = ms_now();
+    for (int it = 0; it < iterations; it++) {
+        uint64_t cseed = pu_mix(&seed);
+        uint64_t n = 1 + pu_mix(&seed) % 3000;
+        if (crash_once(it, cseed, 0, n, &t)) {
+            fprintf(stderr, "persist_crash/hook: SKIPPED: BM_TEST_FAULT=crash-after=%" PRIu64
+                            " did not kill the child (library without the crash hook)\n", n);
+            return;
+        }
+        t.hook_kills++;
+    }
+    fprintf(stderr,
+            "persist_crash/hook: %d kills mid-mutation in %.1f s, %" PRIu64 " acknowledged ops checked, %" PRIu64
+            " in-flight ops found applied, %" PRIu64 " undo records replayed, %" PRIu64 " orphan files removed\n",
+            iterations, (double)(ms_now() - t0) / 1000.0, acked_ops, t.adopted, t.replayed, t.removed);
+    /* The hook fires after the undo record is armed and before it is disarmed, so every recovery rolls one
+     * mutation back (README "Process crashes"), and the op in flight is never found applied. */
+    ck_assert_msg(t.replayed == t.hook_kills, "%" PRIu64 " undo records replayed after %" PRIu64 " mid-mutation kills",
+                  t.replayed, t.hook_kills);
+    ck_assert_uint_eq(t.adopted, 0);
 }
 END_TEST
 
@@ -250,6 +366,7 @@ int main(void)
     tcase_add_checked_fixture(tc, pu_setup, pu_teardown);
     tcase_set_timeout(tc, 150);
     tcase_add_test(tc, t_crash_loop);
+    tcase_add_test(tc, t_crash_hook);
     suite_add_tcase(s, tc);
     return pu_run_suite(s);
 }

@@ -24,12 +24,30 @@ START_TEST(t_full_disk)
                      .restart_path = pu_restart};
     bm_map *m;
     ck_assert_int_eq(bm_open(&cfg, &m), 0);
-    uint32_t inserted = 0, flushed = 0;
+    /* The disk does not fill at one precise insert: a failed grow removes the spare it could not resize, and
+     * the call_rcu thread recycles retired files into spares in the background, so space comes and goes and
+     * an insert may succeed after an earlier -ENOSPC (seen: 20 ms after the first -ENOSPC a retry grew the
+     * index). The contract is per call: every failure is -ENOSPC and leaves the map unchanged, every success
+     * is readable. The disk counts as full after FULL_STREAK failures in a row, 5 ms apart. */
+    enum { FULL_STREAK = 8 };
+    uint32_t inserted = 0, flushed = 0, first_full = 0, late_ok = 0, streak = 0, failures = 0;
     int err = 0;
-    for (;;) {
+    while (streak < FULL_STREAK) {
         err = pu_put(m, inserted, inserted, inserted);
-        if (err)
-            break;
+        if (err) {
+            ck_assert_msg(err == -ENOSPC, "insert %u on a full disk: %d (%s), expected -ENOSPC", inserted, err,
+                          bm_strerror(err));
+            /* The failed insert changed nothing. */
+            ck_assert_uint_eq(bm_count(m), inserted);
+            ck_assert_int_eq(pu_check(m, inserted, inserted, inserted), 1);
+            if (!failures++)
+                first_full = inserted;
+            streak++;
+            usleep(5000); /* room for the background recycling that may free space */
+            continue;
+        }
+        late_ok += failures > 0;
+        streak = 0;
         inserted++;
         if (inserted % 256 == 0) {
             int ferr = bm_flush(m);
@@ -38,27 +56,29 @@ START_TEST(t_full_disk)
         }
         ck_assert_msg(inserted < 10000000, "2 MiB never filled up");
     }
-    fprintf(stderr, "persist_fault: disk full after %u inserts (%u flushed): %s\n", inserted, flushed,
-            bm_strerror(err));
-    ck_assert_msg(err == -ENOSPC, "insert on a full disk: %d (%s), expected -ENOSPC", err, bm_strerror(err));
+    fprintf(stderr,
+            "persist_fault: first -ENOSPC after %u inserts; %u failed inserts (all -ENOSPC), %u succeeded after the "
+            "first failure; full at %u inserts (%u flushed)\n",
+            first_full, failures, late_ok, inserted, flushed);
     ck_assert_uint_gt(inserted, 0);
-    /* The failed insert changed nothing; the map is consistent and readable. */
+    /* The map is consistent and everything inserted is readable. */
     ck_assert_uint_eq(bm_count(m), inserted);
-    ck_assert_int_eq(pu_check(m, inserted, inserted, inserted), 1);
     for (uint32_t i = 0; i < inserted; i++)
         ck_assert_msg(pu_check(m, i, i, i) == 0, "key %u unreadable after -ENOSPC", i);
     pu_verify_clean(m, NULL);
     bm_stats st;
     bm_get_stats(m, &st);
     ck_assert_uint_gt(st.grow_errors, 0);
-    /* Still full: another attempt fails the same way, reads and in-place changes keep working. */
-    ck_assert_int_eq(pu_put(m, inserted, inserted, inserted), -ENOSPC);
+    /* In-place changes need no space and keep working. */
     bm_key k0 = pu_key(0);
     uint64_t nrc;
     ck_assert_int_eq(bm_addref(m, &k0, &nrc), 0);
     ck_assert_int_eq(bm_unref(m, &k0, &nrc), 0);
+    /* tmpfs syncs without allocating, so this flush succeeds, and then every insert must survive. */
     int ferr = bm_flush(m);
     ck_assert_msg(ferr == 0 || ferr == -ENOSPC, "bm_flush on a full disk: %s", bm_strerror(ferr));
+    if (ferr == 0)
+        flushed = inserted;
     bm_close(m);
 
     ck_assert_int_eq(bm_open(&cfg, &m), 0);

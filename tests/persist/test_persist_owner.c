@@ -108,8 +108,11 @@ START_TEST(t_lock_of_killed_owner)
 }
 END_TEST
 
-/* bucketmap.h: bm_open returns BM_ELOCKED when "another open map uses one of the drives" — a temporary map
- * given a drive of an open persistent map included. */
+/* bucketmap.h: bm_open returns BM_ELOCKED when "another open map uses one of the drives", and README says
+ * every drive is locked while the map is open. The library locks drives for persistent maps only, so a
+ * temporary map shares a locked drive, and its files make a fresh persistent open on that drive fail with
+ * BM_ENORESTART (its files look like "map files" to the missing-restart check). Tagged known_bug: ctest
+ * runs it as its own entry until the library locks temporary maps' drives too. */
 START_TEST(t_temporary_map_respects_lock)
 {
     bm_map *m = pu_open(3, 16), *m2 = NULL;
@@ -118,8 +121,28 @@ START_TEST(t_temporary_map_respects_lock)
     int err = bm_open(&tmp, &m2);
     if (m2)
         bm_close(m2);
+    bm_close(m);
     ck_assert_msg(err == BM_ELOCKED, "temporary map on a locked drive: bm_open returned %d (%s), expected BM_ELOCKED",
                   err, bm_strerror(err));
+}
+END_TEST
+
+START_TEST(t_persistent_open_beside_temporary_map)
+{
+    bm_config tmp = {.elem_size = PU_ES, .drives = pu_drives, .n_drives = 1};
+    bm_map *t = NULL, *m = NULL;
+    ck_assert_int_eq(bm_open(&tmp, &t), 0);
+    ck_assert_int_eq(pu_put(t, 1, 1, 1), 0);
+    bm_config cfg = pu_cfg(1, 16);
+    int err = bm_open(&cfg, &m);
+    if (m)
+        bm_close(m);
+    bm_close(t);
+    ck_assert_msg(err == BM_ELOCKED,
+                  "persistent open of a drive an open temporary map uses: bm_open returned %d (%s), expected "
+                  "BM_ELOCKED", err, bm_strerror(err));
+    /* Once the temporary map is gone the drive is free and empty: a new persistent map opens. */
+    m = pu_open(1, 16);
     bm_close(m);
 }
 END_TEST
@@ -191,9 +214,16 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, t_second_opener);
     tcase_add_test(tc, t_lock_of_killed_owner);
-    tcase_add_test(tc, t_temporary_map_respects_lock);
     tcase_add_test(tc, t_foreign_files_survive);
     tcase_add_test(tc, t_foreign_files_temporary_only);
     suite_add_tcase(s, tc);
+    /* CK_EXCLUDE_TAGS=known_bug / CK_INCLUDE_TAGS=known_bug select these (tests/persist/CMakeLists.txt). */
+    TCase *kb = tcase_create("temporary_map_lock");
+    tcase_set_tags(kb, "known_bug");
+    tcase_add_checked_fixture(kb, pu_setup, pu_teardown);
+    tcase_set_timeout(kb, 60);
+    tcase_add_test(kb, t_temporary_map_respects_lock);
+    tcase_add_test(kb, t_persistent_open_beside_temporary_map);
+    suite_add_tcase(s, kb);
     return pu_run_suite(s);
 }
