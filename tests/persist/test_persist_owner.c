@@ -1,7 +1,8 @@
 /*
  * One owner and foreign files: a second bm_open of the drives from this process or a forked child gets
  * BM_ELOCKED while the map is open and succeeds after bm_close; files the map did not create ("notes.txt",
- * "123", "foo.bm") survive persistent and temporary maps, their opens, closes and crash-free cycles.
+ * "123", "foo.bm", and names of another map's files) survive persistent and temporary maps, their opens,
+ * closes and crash-free cycles.
  */
 #include "persist_util.h"
 
@@ -152,6 +153,15 @@ START_TEST(t_foreign_files_survive)
     make_foreign();
     /* Persistent map on all three drives: create, fill, close, reopen, close. */
     bm_map *m = pu_open(3, 16);
+    /* Files named like another map's (another prefix): created after ours exists, since on empty drives they
+     * would make the missing restart file look like a lost one (BM_ENORESTART). */
+    static const char *lookalikes[] = {"0123456789abcdef-b0-idx-0.bm", "0123456789abcdef-b3-d2-7.bm"};
+    for (int d = 0; d < 3; d++)
+        for (int i = 0; i < 2; i++) {
+            char p[512];
+            snprintf(p, sizeof(p), "%s/%s", pu_d[d], lookalikes[i]);
+            pu_write_file(p, "another map\n", 12);
+        }
     for (uint32_t i = 0; i < 20000; i++)
         ck_assert_int_eq(pu_put(m, i, i, 1), 0);
     check_foreign("persistent map open");
@@ -182,6 +192,13 @@ START_TEST(t_foreign_files_survive)
     pu_verify_clean(m, NULL);
     bm_close(m);
     check_foreign("end");
+    for (int d = 0; d < 3; d++)
+        for (int i = 0; i < 2; i++) {
+            char p[512], body[32];
+            snprintf(p, sizeof(p), "%s/%s", pu_d[d], lookalikes[i]);
+            ck_assert_msg(pu_read_file(p, body, sizeof(body)) == 12 && !memcmp(body, "another map\n", 12),
+                          "%s missing or changed", p);
+        }
 }
 END_TEST
 
