@@ -122,6 +122,7 @@ struct bkt_ctx {
     bool temporary;       /* unlink every file at close */
     bool durable_grows;   /* persistent map: a grown file is synced before it replaces the old one */
     uint64_t next_gen;    /* atomic: build counter for file headers */
+    uint64_t crash_countdown; /* test hook, see test_crash_point() */
     struct stor_drives *drives;
     struct bkt_counters *ctr;
 };

@@ -22,6 +22,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -167,6 +168,9 @@ BM_API int bm_open(const bm_config *cfg, bm_map **out)
     ctx->temporary = true;
     ctx->drives = m->drives;
     ctx->ctr = &m->ctr;
+    const char *fault = getenv("BM_TEST_FAULT");
+    if (fault && strncmp(fault, "crash-after=", 12) == 0)
+        ctx->crash_countdown = strtoull(fault + 12, NULL, 10);
     for (unsigned c = 0; c < BKT_NCLASS; c++) {
         uint64_t n = 1ull << c;
         if (n > ctx->max_elems)

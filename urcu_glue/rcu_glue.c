@@ -25,10 +25,18 @@ static void on_thread_exit(void *arg)
     }
 }
 
+/* fork(): the child has only the forking thread, so liburcu's call_rcu worker must be stopped around the
+ * fork and recreated in the child, or deferred frees would never run there and bm_close would wait
+ * forever. A library whose callers may fork has to do this itself, since callers cannot know. */
+static void before_fork(void) { urcu_memb_call_rcu_before_fork(); }
+static void after_fork_parent(void) { urcu_memb_call_rcu_after_fork_parent(); }
+static void after_fork_child(void) { urcu_memb_call_rcu_after_fork_child(); }
+
 static void make_key(void)
 {
     /* Without the key, threads stay registered until process exit: harmless, so ignore failure. */
     (void)pthread_key_create(&exit_key, on_thread_exit);
+    (void)pthread_atfork(before_fork, after_fork_parent, after_fork_child);
 }
 
 void rcu_glue_register_slow(void)
