@@ -58,7 +58,7 @@ enum bm_error {
     BM_ETOOBIG = -10003,   /* the value exceeds BM_MAX_VALUE_BYTES */
     BM_EBUSY = -10004,     /* called from a callback where that call is not allowed */
     BM_ECORRUPT = -10005,  /* a file or the restart file fails its checks */
-    BM_EVERSION = -10006,  /* the restart file has another format version */
+    BM_EVERSION = -10006,  /* the restart file or a map file has another format version */
     BM_EMISMATCH = -10007, /* the restart file belongs to a map with other elem_size/buckets/max_search */
     BM_EOVERFLOW = -10008, /* addref at UINT64_MAX or unref at 0 */
     BM_ELOCKED = -10009,   /* the drive set is in use by another open map */
@@ -131,7 +131,8 @@ typedef struct bm_stats {
  * Errors: BM_EINVAL (NULL cfg/out, elem_size 0 or > BM_MAX_ELEM_SIZE, max_buckets not a power of two or
  * too large, max_search > BM_MAX_SEARCH_LIMIT, n_drives without drives or drives without n_drives, a NULL
  * drive), -ENOENT / -ENOTDIR / -EACCES (a drive does not exist, is not a directory or is not writable),
- * BM_ELOCKED (another open map uses one of the drives), BM_ECORRUPT / BM_EVERSION / BM_EMISMATCH (the
+ * BM_ELOCKED (a persistent map is open on one of the drives, or this persistent map's drives are used by
+ * another open map; temporary maps may share drives with each other), BM_ECORRUPT / BM_EVERSION / BM_EMISMATCH (the
  * restart file, see README "Persistence and restart"), BM_ENORESTART (restart file missing while the drives
  * hold map files), -ENOMEM, -EMFILE and other negated errno values. */
 int bm_open(const bm_config *cfg, bm_map **out);
@@ -147,25 +148,30 @@ int bm_insert(bm_map *m, const bm_key *k, const void *elems, uint32_t n, uint64_
 
 /* Copies min(cap, n) elements into out (cap counts elements; out may be NULL when cap is 0) and reports the
  * true element count in *n and the refcount in *refcount (either pointer may be NULL). Lock-free.
- * Errors: BM_ENOTFOUND, BM_EINVAL (NULL m/k, out NULL with cap > 0). */
+ * Errors: BM_ENOTFOUND, BM_EINVAL (NULL m/k, out NULL with cap > 0), BM_ECORRUPT (the stored entry or its
+ * elements fail their checksum, e.g. torn by a power loss: nothing is copied; bm_insert or bm_delete
+ * replaces it, bmctl verify lists every such entry). */
 int bm_get(bm_map *m, const bm_key *k, void *out, uint32_t cap, uint32_t *n, uint64_t *refcount);
 
 /* Zero-copy read: calls fn once with the value (elements point into the mapping, valid during the call).
  * Lock-free; fn runs inside an RCU read-side section, so it must be short and must not block or call
- * bm_* functions of this map. Errors: BM_ENOTFOUND (fn not called), BM_EINVAL, BM_EBUSY. */
+ * bm_* functions of this map. Errors: BM_ENOTFOUND, BM_ECORRUPT (as bm_get; fn not called for either),
+ * BM_EINVAL, BM_EBUSY. Checking a multi-element value's checksum reads it once before fn does. */
 int bm_read(bm_map *m, const bm_key *k, bm_read_fn fn, void *ctx);
 
 /* Read-modify-write: calls fn exactly once, under the bucket's write lock, with the current value (NULL
  * when absent), then applies its decision. Returns 0 after BM_WRITE/BM_KEEP/BM_DELETE (deleting an absent
  * key is 0 too), fn's own negative error (map unchanged), BM_EINVAL (NULL arguments, or fn returned an
- * unknown action or an out value with elems NULL and n > 0), BM_ETOOBIG, or the errors of bm_insert. */
+ * unknown action or an out value with elems NULL and n > 0), BM_ETOOBIG, BM_ECORRUPT (the stored value
+ * fails its checksum, as in bm_get: fn is not called), or the errors of bm_insert. */
 int bm_update(bm_map *m, const bm_key *k, bm_update_fn fn, void *ctx);
 
 /* Removes k. Errors: BM_ENOTFOUND, BM_EINVAL, BM_EFAILED, BM_EBUSY. */
 int bm_delete(bm_map *m, const bm_key *k);
 
 /* Refcount += 1 / -= 1; the new value goes to *new_refcount (may be NULL). addref at UINT64_MAX and unref
- * at 0 return BM_EOVERFLOW and change nothing. Errors also: BM_ENOTFOUND, BM_EINVAL, BM_EFAILED, BM_EBUSY. */
+ * at 0 return BM_EOVERFLOW and change nothing. Errors also: BM_ENOTFOUND, BM_EINVAL, BM_EFAILED, BM_EBUSY,
+ * BM_ECORRUPT (the entry fails its checksum; it is left as it is). */
 int bm_addref(bm_map *m, const bm_key *k, uint64_t *new_refcount);
 int bm_unref(bm_map *m, const bm_key *k, uint64_t *new_refcount);
 
@@ -175,7 +181,8 @@ uint64_t bm_count(bm_map *m);
 /* Calls fn for every entry, bucket by bucket; each bucket is a consistent snapshot taken without locks
  * (copied out, retried if a writer changed the bucket meanwhile; after repeated interference the snapshot is
  * taken under the bucket's write lock). fn runs outside any lock. A nonzero return from fn stops the walk and
- * is returned. Errors: BM_EINVAL, -ENOMEM. */
+ * is returned. An entry that fails its checksum (as in bm_get) is left out and the walk goes on; it then
+ * returns BM_ECORRUPT after the last entry. Errors: BM_EINVAL, BM_EBUSY, -ENOMEM, BM_ECORRUPT. */
 int bm_foreach(bm_map *m, bm_foreach_fn fn, void *ctx);
 
 /* Makes every write that returned before the call durable. Temporary maps: 0 without syncing.
@@ -200,7 +207,9 @@ uint32_t bm_bucket_of(const bm_key *k, uint32_t max_buckets);
  * existing files again (time proportional to the number of files, not entries). Every file is
  * self-describing, so after a crash (SIGKILL) open finds each bucket's newest complete files, replays the
  * bucket's undo record if a mutation was cut short, and removes files of grows that were under way.
- * While open, the drives are locked (flock on DRIVE/.bucketmap.lock): a second opener gets BM_ELOCKED.
+ * While open, the drives are locked (flock on each drive directory, exclusive; the owner's pid is in
+ * DRIVE/.bucketmap.lock): any other opener of them, persistent or temporary, gets BM_ELOCKED. A temporary
+ * map takes a shared lock on the caller's drives, so temporary maps share drives only with each other.
  * To start over: delete the restart file and the map's *.bm files in the drive directories.
  */
 

@@ -63,6 +63,14 @@ static inline uint8_t *cell_at(const struct bkt_state *st, unsigned c, uint64_t 
     return stor_cell(st->data[c], i);
 }
 
+/* A data ref (of a ring entry, undo record or entry) that names a cell the files actually have. */
+static bool cell_ref_ok(const struct bkt_state *st, uint64_t cls, uint64_t ref)
+{
+    if (cls >= BKT_NCLASS || !st->data[cls] || DATA_REF_POW2(ref) > st->data_pow2[cls])
+        return false;
+    return (DATA_REF_OFF(ref) << (st->data_pow2[cls] - DATA_REF_POW2(ref))) < st->data[cls]->ncells;
+}
+
 /* ------------------------------------------------------------------------------------------------------ */
 /* States                                                                                                  */
 
@@ -412,6 +420,16 @@ fail:
     return err;
 }
 
+/* Test hooks (BM_TEST_FAULT=crash-after=N, crash-in-release=N): the N-th mutation, or the N-th release of
+ * a freed cell, kills the process halfway through, between two stores that recovery must put together,
+ * so crash tests reach the states a random SIGKILL rarely hits. Zero (the normal case) costs one
+ * predictable branch. */
+static inline void test_crash_point(uint64_t *countdown)
+{
+    if (bm_unlikely(bm_load_rlx(countdown)) && __atomic_sub_fetch(countdown, 1, __ATOMIC_RELAXED) == 0)
+        raise(SIGKILL);
+}
+
 /* ------------------------------------------------------------------------------------------------------ */
 /* Data cells and their deferred reuse                                                                     */
 
@@ -447,15 +465,30 @@ static int find_cell(struct bkt *b, unsigned c, uint64_t *ref)
     return -1;
 }
 
-/* Idempotent: a ring entry replayed at open may name a cell an earlier close already released. */
-static void release_cell(struct bkt *b, unsigned c, uint64_t ref)
+/* Releases the cell at the ring's head and advances the head. The release record makes the two stores
+ * (cell header, used count) replayable: see bkt_adopt(). */
+static void release_head(struct bkt *b)
 {
-    uint64_t *hdr = (uint64_t *)cell_at(b->state, c, ref);
-    if (!(*hdr & CELL_OCCUPIED))
+    struct idx_header *h = idx_hdr(b->state);
+    uint32_t slot = (uint32_t)(h->free_head % FREE_RING);
+    unsigned c = (unsigned)h->free_ring[slot].cls;
+    uint64_t *hdr = (uint64_t *)cell_at(b->state, c, h->free_ring[slot].ref);
+    uint64_t used = data_hdr(b->state, c)->used;
+    if (bm_unlikely(!(*hdr & CELL_OCCUPIED) || used == 0)) {
+        h->free_head++; /* only a damaged file gets here; never make used wrap */
         return;
+    }
+    h->release.used = used;
+    bm_fence_rel();
+    bm_store_rlx(&h->release.head, h->free_head + 1);
+    bm_fence_rel();
     *hdr = 0;
-    set_used(b, c, data_hdr(b->state, c)->used - 1);
+    test_crash_point(&b->ctx->crash_release_countdown);
+    set_used(b, c, used - 1);
     stor_file_touch(b->state->data[c]);
+    h->free_head++;
+    bm_fence_rel();
+    bm_store_rlx(&h->release.head, 0);
 }
 
 static void reclaim_cb(rcu_glue_head *h)
@@ -470,11 +503,8 @@ static void reclaim_cb(rcu_glue_head *h)
 static void reclaim_to(struct bkt *b, uint64_t upto)
 {
     struct idx_header *h = idx_hdr(b->state);
-    while (h->free_head < upto) {
-        uint32_t slot = (uint32_t)(h->free_head % FREE_RING);
-        release_cell(b, (unsigned)h->free_ring[slot].cls, h->free_ring[slot].ref);
-        h->free_head++;
-    }
+    while (h->free_head < upto)
+        release_head(b);
 }
 
 static void reclaim_ready(struct bkt *b)
@@ -511,16 +541,6 @@ static void make_ring_room(struct bkt *b)
     struct idx_header *h = idx_hdr(b->state);
     if (h->free_tail - h->free_head == FREE_RING)
         reclaim_all_now(b);
-}
-
-/* Test hook (BM_TEST_FAULT=crash-after=N): the N-th mutation kills the process halfway through, with its
- * undo record armed and some live stores made, so crash tests reach the states a random SIGKILL rarely
- * hits. Zero (the normal case) costs one predictable branch. */
-static inline void test_crash_point(struct bkt_ctx *ctx)
-{
-    if (bm_unlikely(bm_load_rlx(&ctx->crash_countdown)) && __atomic_sub_fetch(&ctx->crash_countdown, 1,
-                                                                               __ATOMIC_RELAXED) == 0)
-        raise(SIGKILL);
 }
 
 /* ------------------------------------------------------------------------------------------------------ */
@@ -596,6 +616,36 @@ static inline void decode_value(const struct entry_snap *s, struct bkt_val *out)
     }
 }
 
+/* Resolves a copy of key k's entry, taken from st, into *v. A copy whose checksum does not match (an entry
+ * or a data cell torn by a power loss, or damaged since) is BM_ECORRUPT, so nothing torn reaches a caller;
+ * checking the entry first also keeps a damaged ref or length from sending us outside the files. A ref
+ * newer than st is -EAGAIN: the bucket grew under a reader, whose st is stale (I5). Readers call it inside
+ * a read-side section, where the cell cannot be reused; writers under the bucket lock. */
+static inline __attribute__((always_inline)) int resolve(const struct bkt_state *st, const struct bkt_ctx *ctx, const uint64_t k[4],
+                   const struct entry_snap *s, struct bkt_val *v)
+{
+    unsigned tag = entry_tag(s->state);
+    if (bm_unlikely((uint32_t)(s->state >> 32) != entry_sum(tag, k, s->rc, s->p[0], s->p[1])))
+        return BM_ECORRUPT;
+    decode_value(s, v);
+    if (tag != TAG_DATA)
+        return 0;
+    if (bm_unlikely(v->n > ctx->max_elems))
+        return BM_ECORRUPT;
+    unsigned c = size_class(v->n);
+    if (!st->data[c] || DATA_REF_POW2(s->p[0]) > st->data_pow2[c])
+        return -EAGAIN;
+    if (bm_unlikely(!cell_ref_ok(st, c, s->p[0])))
+        return BM_ECORRUPT;
+    const uint8_t *cell = cell_at(st, c, s->p[0]);
+    uint64_t h = *(const uint64_t *)cell;
+    size_t bytes = (size_t)v->n * ctx->elem_size;
+    if (bm_unlikely(!(h & CELL_OCCUPIED) || (uint32_t)(h >> 32) != cell_sum(cell + CELL_HEADER, bytes)))
+        return BM_ECORRUPT;
+    v->elems = cell + CELL_HEADER;
+    return 0;
+}
+
 int bkt_lookup(struct bkt *b, const uint64_t k[4], struct bkt_val *out)
 {
     const struct bkt_state *st = rcu_glue_deref(b->state);
@@ -623,21 +673,15 @@ int bkt_lookup(struct bkt *b, const uint64_t k[4], struct bkt_val *out)
             }
             break;
         }
-        decode_value(&s, out);
-        if (entry_tag(s.state) == TAG_DATA) {
-            unsigned c = size_class(out->n);
-            if (!st->data[c] || DATA_REF_POW2(s.p[0]) > st->data_pow2[c]) {
-                const struct bkt_state *cur = rcu_glue_deref(b->state);
-                if (cur == st) {
-                    rc = BM_ECORRUPT; /* a ref no state can resolve: damaged file (bmctl verify) */
-                    break;
-                }
+        rc = resolve(st, b->ctx, k, &s, out);
+        if (bm_unlikely(rc == -EAGAIN)) {
+            const struct bkt_state *cur = rcu_glue_deref(b->state);
+            if (cur != st) {
                 st = cur; /* I5: the writer published a newer state first */
                 continue;
             }
-            out->elems = cell_at(st, c, s.p[0]) + CELL_HEADER;
+            rc = BM_ECORRUPT; /* a ref no state can resolve: damaged file (bmctl verify) */
         }
-        rc = 0;
         break;
     }
     if (bm_unlikely(retries))
@@ -729,7 +773,7 @@ static void entry_move(struct bkt_entry *dst, const struct bkt_entry *src)
     entry_set(dst, rc, src->rc);
     entry_set(dst, p[0], src->p[0]);
     entry_set(dst, p[1], src->p[1]);
-    entry_write_end(dst, entry_tag(src->state));
+    entry_write_end_sum(dst, entry_tag(src->state), (uint32_t)(src->state >> 32));
 }
 
 static int ensure_state(struct bkt *b)
@@ -741,14 +785,21 @@ static int ensure_state(struct bkt *b)
     return create_index(b);
 }
 
-/* The entry's current data cell, if any: class and ref. */
-static int entry_cell(const struct bkt_entry *e, unsigned *c, uint64_t *ref)
+/* Whether a stable entry (bucket lock held) still matches its checksum. */
+static bool entry_intact(const struct bkt_entry *e)
 {
-    if (entry_tag(e->state) != TAG_DATA)
+    return (uint32_t)(e->state >> 32) == entry_sum(entry_tag(e->state), e->key, e->rc, e->p[0], e->p[1]);
+}
+
+/* The entry's current data cell, if any: class and ref. A damaged entry's ref may name another entry's
+ * cell, so it owns none: overwriting or deleting it leaves its cell for bmctl verify to report. */
+static int entry_cell(const struct bkt_state *st, const struct bkt_entry *e, unsigned *c, uint64_t *ref)
+{
+    if (entry_tag(e->state) != TAG_DATA || !entry_intact(e))
         return 0;
     *c = size_class((uint32_t)e->p[1]);
     *ref = e->p[0];
-    return 1;
+    return cell_ref_ok(st, *c, *ref);
 }
 
 static int write_locked(struct bkt *b, const uint64_t k[4], const void *elems, uint32_t n, uint64_t rc)
@@ -823,7 +874,7 @@ static int write_locked(struct bkt *b, const uint64_t k[4], const void *elems, u
     struct bkt_entry *e = &st->entries[path[0]];
     unsigned oc;
     uint64_t oref;
-    int had_cell = fresh ? 0 : entry_cell(e, &oc, &oref);
+    int had_cell = fresh ? 0 : entry_cell(st, e, &oc, &oref);
     mutation_begin(b);
     if (fresh) {
         struct idx_header *h = idx_hdr(st);
@@ -834,7 +885,7 @@ static int write_locked(struct bkt *b, const uint64_t k[4], const void *elems, u
         for (uint32_t i = plen - 1; i > 0; i--)
             entry_move(&st->entries[path[i]], &st->entries[path[i - 1]]);
     }
-    test_crash_point(ctx);
+    test_crash_point(&ctx->crash_countdown);
     entry_write_begin(e);
     if (fresh)
         for (int i = 0; i < 4; i++)
@@ -868,7 +919,7 @@ static int remove_locked(struct bkt *b, const uint64_t k[4])
     struct bkt_entry *e = &st->entries[slot];
     unsigned oc;
     uint64_t oref;
-    int had_cell = entry_cell(e, &oc, &oref);
+    int had_cell = entry_cell(st, e, &oc, &oref);
     uint64_t us = (uint64_t)slot;
     undo_begin(b, &us, 1, UNDO_NO_CELL, 0);
     mutation_begin(b);
@@ -877,7 +928,7 @@ static int remove_locked(struct bkt *b, const uint64_t k[4])
     mutation_end(b);
     if (had_cell)
         defer_free(b, oc, oref);
-    test_crash_point(b->ctx);
+    test_crash_point(&b->ctx->crash_countdown);
     idx_hdr(st)->count--;
     bm_sub_rlx(&b->count, 1);
     undo_end(b);
@@ -910,7 +961,9 @@ int bkt_adjref(struct bkt *b, const uint64_t k[4], int delta, uint64_t *out)
         if (slot >= 0) {
             struct bkt_entry *e = &b->state->entries[slot];
             uint64_t rc = e->rc;
-            if ((delta > 0 && rc == UINT64_MAX) || (delta < 0 && rc == 0)) {
+            if (!entry_intact(e)) {
+                err = BM_ECORRUPT; /* rewriting it would give damaged contents a valid checksum */
+            } else if ((delta > 0 && rc == UINT64_MAX) || (delta < 0 && rc == 0)) {
                 err = BM_EOVERFLOW;
             } else {
                 rc = delta > 0 ? rc + 1 : rc - 1;
@@ -947,9 +1000,10 @@ int bkt_update(struct bkt *b, const uint64_t k[4], bm_update_fn fn, void *ctx)
             const struct bkt_entry *e = &b->state->entries[slot];
             struct entry_snap s = {e->state, e->rc, {e->p[0], e->p[1]}};
             struct bkt_val v;
-            decode_value(&s, &v);
-            if (entry_tag(s.state) == TAG_DATA)
-                v.elems = cell_at(b->state, size_class(v.n), s.p[0]) + CELL_HEADER;
+            if ((err = resolve(b->state, b->ctx, k, &s, &v))) {
+                err = BM_ECORRUPT; /* fn is not called with a damaged value; insert or delete replace it */
+                goto out;
+            }
             /* fn may hand back cur's own elements; a grow during the write could retire their file, so
              * give fn a private copy. */
             size_t bytes = (size_t)v.n * b->ctx->elem_size;
@@ -989,8 +1043,9 @@ out:
 /* ------------------------------------------------------------------------------------------------------ */
 /* Snapshots, files, life cycle                                                                            */
 
-/* Copies every entry of st; -EAGAIN if st went stale under us (a data ref newer than st). */
-static int copy_state(const struct bkt *b, const struct bkt_state *st, struct snap_buf *buf)
+/* Copies every intact entry of st and counts the damaged ones in *damaged; -EAGAIN if st went stale under
+ * us (a data ref newer than st). */
+static int copy_state(const struct bkt *b, const struct bkt_state *st, struct snap_buf *buf, uint64_t *damaged)
 {
     uint32_t es = b->ctx->elem_size;
     for (uint64_t i = 0; i < st->cap; i++) {
@@ -1014,14 +1069,14 @@ static int copy_state(const struct bkt *b, const struct bkt_state *st, struct sn
                 continue;
             s.state = s1;
             struct bkt_val v;
-            decode_value(&s, &v);
-            if (entry_tag(s1) == TAG_DATA) {
-                unsigned c = size_class(v.n);
-                if (!st->data[c] || DATA_REF_POW2(s.p[0]) > st->data_pow2[c])
-                    return -EAGAIN;
-                v.elems = cell_at(st, c, s.p[0]) + CELL_HEADER;
+            int err = resolve(st, b->ctx, k, &s, &v);
+            if (err == -EAGAIN)
+                return err;
+            if (err) {
+                (*damaged)++; /* left out of the walk, which reports BM_ECORRUPT at its end */
+                break;
             }
-            int err = snap_append(buf, k, v.rc, v.n, v.n * es, v.elems);
+            err = snap_append(buf, k, v.rc, v.n, v.n * es, v.elems);
             if (err)
                 return err;
             break;
@@ -1030,27 +1085,29 @@ static int copy_state(const struct bkt *b, const struct bkt_state *st, struct sn
     return 0;
 }
 
-int bkt_snapshot(struct bkt *b, struct snap_buf *buf)
+int bkt_snapshot(struct bkt *b, struct snap_buf *buf, uint64_t *damaged)
 {
     size_t start = buf->len;
     for (int t = 0; t < SNAPSHOT_TRIES; t++) {
-        uint64_t s1 = bm_load_acq(&b->wseq);
+        uint64_t s1 = bm_load_acq(&b->wseq), bad = 0;
         if (s1 & 1)
             continue;
         bkt_read_begin(b);
         const struct bkt_state *st = rcu_glue_deref(b->state);
-        int err = st ? copy_state(b, st, buf) : 0;
+        int err = st ? copy_state(b, st, buf, &bad) : 0;
         bkt_read_end(b);
         bm_fence_acq();
         if (err == -ENOMEM)
             return err;
-        if (!err && bm_load_rlx(&b->wseq) == s1)
+        if (!err && bm_load_rlx(&b->wseq) == s1) {
+            *damaged += bad;
             return 0;
+        }
         buf->len = start;
     }
     /* Writers keep changing this bucket: take one consistent copy under its lock. */
     wlock(b);
-    int err = b->state ? copy_state(b, b->state, buf) : 0;
+    int err = b->state ? copy_state(b, b->state, buf, damaged) : 0;
     wunlock(b);
     return err;
 }
@@ -1068,18 +1125,12 @@ void bkt_for_each_file(struct bkt *b, void (*fn)(struct stor_file *f, bool is_in
     rcu_glue_read_unlock();
 }
 
-/* A ring entry or undo cell that names a cell the files actually have. */
-static bool cell_ref_ok(const struct bkt_state *st, uint64_t cls, uint64_t ref)
-{
-    if (cls >= BKT_NCLASS || !st->data[cls] || DATA_REF_POW2(ref) > st->data_pow2[cls])
-        return false;
-    return (DATA_REF_OFF(ref) << (st->data_pow2[cls] - DATA_REF_POW2(ref))) < st->data[cls]->ncells;
-}
-
 int bkt_adopt(struct bkt *b, struct stor_file *index, struct stor_file *data[BKT_NCLASS])
 {
     struct bkt_ctx *ctx = b->ctx;
     struct idx_header *h = stor_header(index);
+    if (h->format != IDX_FORMAT)
+        return BM_EVERSION;
     if (h->capacity != index->ncells || h->bucket != b->ix || h->elem_size != ctx->elem_size ||
         index->cell_size != sizeof(struct bkt_entry) || h->free_tail - h->free_head > FREE_RING ||
         h->undo.nslots > RH_MAX_PATH)
@@ -1125,11 +1176,24 @@ int bkt_adopt(struct bkt *b, struct stor_file *index, struct stor_file *data[BKT
         bm_add_rlx(&ctx->ctr->undo_replayed, 1);
     }
     /* Nobody can be reading yet: every cell awaiting a grace period is free now. */
+    if (h->release.head) {
+        /* A release was cut short (release_head()): finish it from the used count it recorded. */
+        uint32_t slot = (uint32_t)(h->free_head % FREE_RING);
+        if (h->release.head == h->free_head + 1 && h->free_head < h->free_tail &&
+            cell_ref_ok(st, h->free_ring[slot].cls, h->free_ring[slot].ref) && h->release.used > 0) {
+            unsigned c = (unsigned)h->free_ring[slot].cls;
+            *(uint64_t *)cell_at(st, c, h->free_ring[slot].ref) = 0;
+            data_hdr(st, c)->used = h->release.used - 1;
+            h->free_head++;
+        }
+        h->release.head = 0;
+    }
     while (h->free_head < h->free_tail) {
         uint32_t slot = (uint32_t)(h->free_head % FREE_RING);
         if (cell_ref_ok(st, h->free_ring[slot].cls, h->free_ring[slot].ref))
-            release_cell(b, (unsigned)h->free_ring[slot].cls, h->free_ring[slot].ref);
-        h->free_head++;
+            release_head(b);
+        else
+            h->free_head++;
     }
     for (unsigned c = 0; c < BKT_NCLASS; c++)
         if (st->data[c])

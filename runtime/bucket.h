@@ -27,7 +27,9 @@ _Static_assert((1u << (BKT_NCLASS - 1)) >= BM_MAX_VALUE_BYTES, "a class for the 
 #define DATA_HEADER_BYTES STOR_PAGE
 #define IDX_MAGIC 0x3130305844494d42ull  /* "BMIDX001" */
 #define DATA_MAGIC 0x3130305441444d42ull /* "BMDAT001" */
-#define IDX_FORMAT 1u
+/* 2: entry checksum computed in parallel lanes (entry.h) and the release record; format-1 files are refused
+ * with BM_EVERSION rather than read as damaged. */
+#define IDX_FORMAT 2u
 #define FREE_RING 128u
 #define RH_MAX_PATH 64u /* longest Robin Hood move chain, and so the most slots one mutation touches */
 #define UNDO_NO_CELL 0xffffffffu
@@ -74,6 +76,13 @@ struct idx_header {
         uint64_t ref;
     } free_ring[FREE_RING];
     struct undo_rec undo __attribute__((aligned(64)));
+    /* Release of the ring's head cell in progress (head = free_head + 1, 0 = none) and that cell's data
+     * file used count before it: clearing the cell and decrementing used are two stores, and a crash
+     * between them must not leave used off by one forever. Never armed together with undo. */
+    struct {
+        uint64_t head;
+        uint64_t used;
+    } release;
 };
 _Static_assert(sizeof(struct idx_header) <= IDX_HEADER_BYTES, "index header fits its page");
 
@@ -122,7 +131,8 @@ struct bkt_ctx {
     bool temporary;       /* unlink every file at close */
     bool durable_grows;   /* persistent map: a grown file is synced before it replaces the old one */
     uint64_t next_gen;    /* atomic: build counter for file headers */
-    uint64_t crash_countdown; /* test hook, see test_crash_point() */
+    uint64_t crash_countdown;         /* test hooks, see test_crash_point() */
+    uint64_t crash_release_countdown;
     struct stor_drives *drives;
     struct bkt_counters *ctr;
 };
@@ -180,7 +190,7 @@ int bkt_update(struct bkt *b, const uint64_t k[4], bm_update_fn fn, void *ctx);
 /* Appends every entry as records to a buffer owned by the caller (see runtime/snapshot.h). Outside read
  * sections; takes its own. */
 struct snap_buf;
-int bkt_snapshot(struct bkt *b, struct snap_buf *buf);
+int bkt_snapshot(struct bkt *b, struct snap_buf *buf, uint64_t *damaged);
 
 /* Visits the current files (for stats and flush). Takes its own read-side section; fn must not block long. */
 /* Open-time recovery of a bucket whose files were found on disk (no other thread runs): adopts index and

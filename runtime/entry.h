@@ -24,8 +24,9 @@
  * entry during one read. Every field is accessed as an aligned 8-byte atomic, so a copy is word-exact and
  * race-free in the C11 sense.
  *
- * sum: a 32-bit checksum of tag, key, refcount and payload, written by the writer; readers ignore it, open
- * and the verify tool use it to detect an entry torn by a power loss (a half-written cache line).
+ * sum: a 32-bit checksum of tag, key, refcount and payload, written by the writer. Readers check it (and a
+ * data cell's own sum) after a good copy and refuse a mismatch with BM_ECORRUPT; the verify tool reports
+ * it. It catches an entry torn by a power loss (a half-written cache line) or damaged on disk.
  *
  * Data ref: a data file of size class c doubles by moving cell i to i << 1, so a ref stores the file's pow2
  * when the cell was allocated and the offset then; today's cell = offset << (pow2_now - created_pow2), and
@@ -83,11 +84,17 @@ static inline uint64_t entry_hash(const uint64_t k[4], uint64_t seed)
 /* hash -> [0, cap) without a division. */
 static inline uint64_t entry_home(uint64_t h, uint64_t cap) { return (uint64_t)(((__uint128_t)h * cap) >> 64); }
 
+/* Every reader computes this, so its words are mixed in parallel (independent multiplies by distinct odd
+ * constants, summed) rather than in a chain: a few cycles of latency on top of the entry's cache miss. Any
+ * single torn or flipped word changes it; two words changed together go undetected with odds ~2^-32. */
 static inline uint32_t entry_sum(unsigned tag, const uint64_t k[4], uint64_t rc, uint64_t p0, uint64_t p1)
 {
-    uint64_t h = fold_mul(k[0] ^ rc ^ 0x243f6a8885a308d3ull, k[1] ^ p0 ^ 0x13198a2e03707344ull);
-    h = fold_mul(h ^ k[2] ^ tag, k[3] ^ p1 ^ 0xa4093822299f31d0ull);
-    return (uint32_t)(h ^ (h >> 32));
+    uint64_t a = k[0] * 0x9E3779B97F4A7C15ull + k[1] * 0xC2B2AE3D27D4EB4Full;
+    uint64_t b = k[2] * 0x165667B19E3779F9ull + k[3] * 0xD6E8FEB86659FD93ull;
+    uint64_t c = rc * 0xFF51AFD7ED558CCDull + p0 * 0xC4CEB9FE1A85EC53ull;
+    uint64_t d = p1 * 0x94D049BB133111EBull + (uint64_t)(tag + 1) * 0xBF58476D1CE4E5B9ull;
+    uint64_t h = (a + b) + (c + d);
+    return (uint32_t)(h >> 32) ^ (uint32_t)h;
 }
 
 /* Checksum of a data cell's elements (stored in the cell header's upper half). */
@@ -165,12 +172,18 @@ static inline void entry_write_begin(struct bkt_entry *e)
     bm_fence_rel();
 }
 
-static inline void entry_write_end(struct bkt_entry *e, unsigned tag)
+/* Publishes the entry with the given checksum: a moved entry keeps its own, so moving never launders
+ * damage into a valid-looking entry. */
+static inline void entry_write_end_sum(struct bkt_entry *e, unsigned tag, uint32_t sum)
 {
     uint64_t s = bm_load_rlx(&e->state);
     uint64_t ver = ((s >> ENTRY_VER_SHIFT) + 1) & ENTRY_VER_MASK;
-    uint32_t sum = entry_sum(tag, e->key, e->rc, e->p[0], e->p[1]);
     bm_store_rel(&e->state, (uint64_t)sum << 32 | ver << ENTRY_VER_SHIFT | tag);
+}
+
+static inline void entry_write_end(struct bkt_entry *e, unsigned tag)
+{
+    entry_write_end_sum(e, tag, entry_sum(tag, e->key, e->rc, e->p[0], e->p[1]));
 }
 
 /* Stores one value word of an entry being written (between begin and end). */

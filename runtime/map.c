@@ -103,7 +103,7 @@ static void map_free(bm_map *m)
 /* Persistent maps: lock the drives, check or create the restart file, open the directories for syncing. */
 static int open_persistent(bm_map *m, const bm_config *cfg)
 {
-    int err = stor_drives_lock(m->drives);
+    int err = stor_drives_lock(m->drives, true);
     if (err)
         return err == -EWOULDBLOCK ? BM_ELOCKED : err;
     struct restart_ident want = {m->ctx.elem_size, m->nbuckets, m->ctx.max_search, m->drives->n, {0}};
@@ -156,6 +156,10 @@ BM_API int bm_open(const bm_config *cfg, bm_map **out)
     m->nbuckets = cfg->max_buckets ? cfg->max_buckets : DEFAULT_BUCKETS;
     m->shift = 64 - (uint32_t)__builtin_ctz(m->nbuckets);
     err = stor_drives_open(cfg->drives, cfg->n_drives, &m->drives);
+    if (!err && !cfg->restart_path && cfg->n_drives && (err = stor_drives_lock(m->drives, false))) {
+        stor_drives_close(m->drives);
+        err = err == -EWOULDBLOCK ? BM_ELOCKED : err;
+    }
     if (err) {
         bm_free(m);
         return err;
@@ -171,6 +175,8 @@ BM_API int bm_open(const bm_config *cfg, bm_map **out)
     const char *fault = getenv("BM_TEST_FAULT");
     if (fault && strncmp(fault, "crash-after=", 12) == 0)
         ctx->crash_countdown = strtoull(fault + 12, NULL, 10);
+    if (fault && strncmp(fault, "crash-in-release=", 17) == 0)
+        ctx->crash_release_countdown = strtoull(fault + 17, NULL, 10);
     for (unsigned c = 0; c < BKT_NCLASS; c++) {
         uint64_t n = 1ull << c;
         if (n > ctx->max_elems)
@@ -302,10 +308,11 @@ BM_API int bm_foreach(bm_map *m, bm_foreach_fn fn, void *ctx)
         return BM_EBUSY;
     rcu_glue_thread_enter();
     struct snap_buf buf = {NULL, 0, 0};
+    uint64_t damaged = 0;
     int rc = 0;
     for (uint32_t i = 0; i < m->nbuckets && rc == 0; i++) {
         buf.len = 0;
-        rc = bkt_snapshot(&m->buckets[i], &buf);
+        rc = bkt_snapshot(&m->buckets[i], &buf, &damaged);
         for (size_t off = 0; rc == 0 && off < buf.len;) {
             const struct snap_rec *r = (const struct snap_rec *)(buf.p + off);
             bm_key key;
@@ -316,7 +323,7 @@ BM_API int bm_foreach(bm_map *m, bm_foreach_fn fn, void *ctx)
         }
     }
     bm_free(buf.p);
-    return rc;
+    return rc == 0 && damaged ? BM_ECORRUPT : rc;
 }
 
 /* ---- writers ---- */

@@ -13,7 +13,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define LOCK_NAME ".bucketmap.lock"
+/* The lock is a flock on each drive directory itself, so it needs no file (a temporary map leaves nothing
+ * behind) and cannot be defeated by someone unlinking a lock file. An exclusive owner also writes its pid
+ * here; the file only lets the next opener tell a killed owner from a live one. */
+#define OWNER_NAME ".bucketmap.lock"
 
 static int check_dir(const char *dir)
 {
@@ -95,10 +98,12 @@ void stor_drives_close(struct stor_drives *d)
         return;
     for (uint32_t i = 0; i < d->n; i++) {
         if (d->lock_fds && d->lock_fds[i] >= 0) {
-            /* Unlink before unlocking: a waiter that then locks our unlinked inode retries (see lock). */
-            char path[4096];
-            snprintf(path, sizeof(path), "%s/%s", d->dirs[i], LOCK_NAME);
-            unlink(path);
+            if (d->lock_exclusive) {
+                /* Remove the pid while still holding the lock, so it never names a process that has let go. */
+                char path[4096];
+                snprintf(path, sizeof(path), "%s/%s", d->dirs[i], OWNER_NAME);
+                unlink(path);
+            }
             close(d->lock_fds[i]);
         }
     }
@@ -124,11 +129,17 @@ void stor_drives_name(struct stor_drives *d, const char *tag, char *buf, uint32_
 
 #define DEAD_OWNER_WAIT_MS 3000
 
-/* True when the lock file names a process that no longer exists. */
-static bool owner_dead(int fd)
+/* True when the owner file of dir names a process that no longer exists or is on its way out. */
+static bool owner_dead(const char *dir)
 {
-    char buf[24] = {0};
-    if (pread(fd, buf, sizeof(buf) - 1, 0) <= 0)
+    char path[4096], buf[24] = {0};
+    snprintf(path, sizeof(path), "%s/%s", dir, OWNER_NAME);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t got = pread(fd, buf, sizeof(buf) - 1, 0);
+    close(fd);
+    if (got <= 0)
         return false;
     long pid = strtol(buf, NULL, 10);
     if (pid <= 0 || pid == (long)getpid())
@@ -136,7 +147,7 @@ static bool owner_dead(int fd)
     if (kill((pid_t)pid, 0) != 0 && errno == ESRCH)
         return true;
     /* A zombie still counts as the owner for kill(), but it will never touch the map again. */
-    char path[64], stat[256] = {0};
+    char stat[256] = {0};
     snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
     int sfd = open(path, O_RDONLY | O_CLOEXEC);
     if (sfd < 0)
@@ -158,43 +169,43 @@ static bool owner_dead(int fd)
     return (flags & 0x4ul) != 0; /* PF_EXITING */
 }
 
-int stor_drives_lock(struct stor_drives *d)
+static void write_owner(const char *dir)
+{
+    char path[4096], pid[24];
+    snprintf(path, sizeof(path), "%s/%s", dir, OWNER_NAME);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return; /* the pid only speeds up recovery after a crash; the lock itself is held */
+    int len = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+    if (write(fd, pid, (size_t)len) != len) {
+        /* as above */
+    }
+    close(fd);
+}
+
+int stor_drives_lock(struct stor_drives *d, bool exclusive)
 {
     unsigned waited_ms = 0;
+    d->lock_exclusive = exclusive;
     for (uint32_t i = 0; i < d->n; i++) {
-        char path[4096];
-        snprintf(path, sizeof(path), "%s/%s", d->dirs[i], LOCK_NAME);
-        for (;;) {
-            int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-            if (fd < 0)
-                return -errno;
-            if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-                int err = errno == EWOULDBLOCK ? -EWOULDBLOCK : -errno;
-                if (err == -EWOULDBLOCK && owner_dead(fd) && waited_ms < DEAD_OWNER_WAIT_MS) {
-                    /* A killed owner's lock lives until the kernel has torn down its io_uring workers,
-                     * which share its file table: wait for that instead of refusing a legitimate reopen. */
-                    close(fd);
-                    usleep(5000);
-                    waited_ms += 5;
-                    continue;
-                }
-                close(fd);
-                return err;
-            }
-            /* The previous owner may have unlinked the file between our open and our flock: then we hold a
-             * lock on a dead inode and must retry on the live path. */
-            struct stat a, b;
-            if (fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev) {
-                char pid[24];
-                int len = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
-                if (ftruncate(fd, 0) == 0 && pwrite(fd, pid, (size_t)len, 0) != len) {
-                    /* the pid only speeds up recovery after a crash; the lock itself is held */
-                }
-                d->lock_fds[i] = fd;
-                break;
+        int fd = open(d->dirs[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+            return -errno;
+        while (flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) != 0) {
+            int err = errno == EWOULDBLOCK ? -EWOULDBLOCK : -errno;
+            if (err == -EWOULDBLOCK && owner_dead(d->dirs[i]) && waited_ms < DEAD_OWNER_WAIT_MS) {
+                /* A killed owner's lock lives until the kernel has torn down its io_uring workers, which
+                 * share its file table: wait for that instead of refusing a legitimate reopen. */
+                usleep(5000);
+                waited_ms += 5;
+                continue;
             }
             close(fd);
+            return err;
         }
+        d->lock_fds[i] = fd;
+        if (exclusive)
+            write_owner(d->dirs[i]);
     }
     return 0;
 }

@@ -19,6 +19,7 @@ struct stor_drives {
     uint64_t name_seq; /* atomic: makes file names unique within this map */
     char prefix[24];   /* random per open: two maps sharing a directory never pick the same name */
     int *lock_fds;     /* one per drive, -1 when unlocked */
+    bool lock_exclusive;
 };
 
 /* Validates (exists, is a directory, is writable) and copies the drive list; with n == 0 creates a
@@ -34,8 +35,11 @@ uint32_t stor_drives_pick(struct stor_drives *d);
 /* Writes a fresh unique file name "<prefix>-<tag>-<seq>.bm" into buf. */
 void stor_drives_name(struct stor_drives *d, const char *tag, char *buf, uint32_t len);
 
-/* Takes an exclusive flock on a lock file in every drive, so a second map (this process or another) cannot
- * open the same drives. Returns 0, or BM_ELOCKED-worthy -EWOULDBLOCK, or another negated errno. */
-int stor_drives_lock(struct stor_drives *d);
+/* Locks every drive directory (flock on the directory): exclusive for a persistent map, which owns the
+ * files there, shared for a temporary map on the caller's drives, which only adds files of its own. So
+ * temporary maps may share drives with each other but never with a persistent map, whose recovery would
+ * otherwise see their files. Returns 0, or BM_ELOCKED-worthy -EWOULDBLOCK, or another negated errno;
+ * stor_drives_close() releases whatever was taken. */
+int stor_drives_lock(struct stor_drives *d, bool exclusive);
 
 #endif

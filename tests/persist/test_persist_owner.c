@@ -109,11 +109,9 @@ START_TEST(t_lock_of_killed_owner)
 }
 END_TEST
 
-/* bucketmap.h: bm_open returns BM_ELOCKED when "another open map uses one of the drives", and README says
- * every drive is locked while the map is open. The library locks drives for persistent maps only, so a
- * temporary map shares a locked drive, and its files make a fresh persistent open on that drive fail with
- * BM_ENORESTART (its files look like "map files" to the missing-restart check). Tagged known_bug: ctest
- * runs it as its own entry until the library locks temporary maps' drives too. */
+/* A temporary map on the caller's drives takes a shared lock (bucketmap.h, bm_open): it cannot open beside a
+ * persistent map, whose recovery would take its files for a lost map's (BM_ENORESTART, or worse), and a
+ * persistent map cannot open beside it. This was a bug found here: temporary maps took no lock at all. */
 START_TEST(t_temporary_map_respects_lock)
 {
     bm_map *m = pu_open(3, 16), *m2 = NULL;
@@ -234,9 +232,7 @@ int main(void)
     tcase_add_test(tc, t_foreign_files_survive);
     tcase_add_test(tc, t_foreign_files_temporary_only);
     suite_add_tcase(s, tc);
-    /* CK_EXCLUDE_TAGS=known_bug / CK_INCLUDE_TAGS=known_bug select these (tests/persist/CMakeLists.txt). */
     TCase *kb = tcase_create("temporary_map_lock");
-    tcase_set_tags(kb, "known_bug");
     tcase_add_checked_fixture(kb, pu_setup, pu_teardown);
     tcase_set_timeout(kb, 60);
     tcase_add_test(kb, t_temporary_map_respects_lock);

@@ -134,16 +134,33 @@ START_TEST(t_drives_validate_and_place)
     stor_drives_name(d, "t", n1, sizeof(n1));
     stor_drives_name(d, "t", n2, sizeof(n2));
     ck_assert_str_ne(n1, n2);
-    /* The lock is exclusive, also against this process. */
-    ck_assert_int_eq(stor_drives_lock(d), 0);
-    struct stor_drives *d2;
+    /* The exclusive lock excludes everyone, also this process; shared locks exclude only it. */
+    ck_assert_int_eq(stor_drives_lock(d, true), 0);
+    struct stor_drives *d2, *d3;
     ck_assert_int_eq(stor_drives_open(two, 2, &d2), 0);
-    ck_assert_int_eq(stor_drives_lock(d2), -EWOULDBLOCK);
+    ck_assert_int_eq(stor_drives_lock(d2, true), -EWOULDBLOCK);
+    stor_drives_close(d2);
+    ck_assert_int_eq(stor_drives_open(two, 2, &d2), 0);
+    ck_assert_int_eq(stor_drives_lock(d2, false), -EWOULDBLOCK);
     stor_drives_close(d2);
     stor_drives_close(d);
     ck_assert_int_eq(stor_drives_open(two, 2, &d2), 0);
-    ck_assert_int_eq(stor_drives_lock(d2), 0);
+    ck_assert_int_eq(stor_drives_open(two, 2, &d3), 0);
+    ck_assert_int_eq(stor_drives_lock(d2, false), 0);
+    ck_assert_int_eq(stor_drives_lock(d3, false), 0);
+    ck_assert_int_eq(stor_drives_open(two, 2, &d), 0);
+    ck_assert_int_eq(stor_drives_lock(d, true), -EWOULDBLOCK);
+    stor_drives_close(d);
+    stor_drives_close(d3);
     stor_drives_close(d2);
+    /* Released: exclusive again, and a shared lock leaves no file behind. */
+    ck_assert_int_eq(stor_drives_open(two, 2, &d2), 0);
+    ck_assert_int_eq(stor_drives_lock(d2, true), 0);
+    stor_drives_close(d2);
+    struct stat st;
+    char owner[600];
+    snprintf(owner, sizeof(owner), "%s/.bucketmap.lock", a);
+    ck_assert_int_eq(stat(owner, &st), -1);
 }
 END_TEST
 
