@@ -54,6 +54,15 @@ void rcu_glue_defer(rcu_glue_head *h, void (*fn)(rcu_glue_head *))
     urcu_memb_call_rcu(h, fn);
 }
 
-void rcu_glue_synchronize(void) { urcu_memb_synchronize_rcu(); }
+/* After a grace period every read section that began before it has ended: TSan's side of that. */
+void rcu_glue_synchronize(void)
+{
+    urcu_memb_synchronize_rcu();
+    RCU_GLUE_TSAN_ACQUIRE(&rcu_glue_tsan_gp);
+}
 
-void rcu_glue_barrier(void) { urcu_memb_barrier(); }
+void rcu_glue_barrier(void)
+{
+    urcu_memb_barrier();
+    RCU_GLUE_TSAN_ACQUIRE(&rcu_glue_tsan_gp);
+}

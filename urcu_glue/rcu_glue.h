@@ -63,8 +63,17 @@ static inline void rcu_glue_callback_enter(rcu_glue_head *h)
     RCU_GLUE_TSAN_ACQUIRE(&rcu_glue_tsan_gp);
 }
 
+#if defined(__SANITIZE_THREAD__)
+/* liburcu's rcu_dereference is a volatile load plus a compiler barrier, which is right for every CPU Linux
+ * runs on (address dependencies order it) but is no synchronization TSan knows: it then reports the
+ * initialization of every published object as racing with its readers. The same ordering as acquire /
+ * release atomics tells TSan exactly what the dependency guarantees. */
+#define rcu_glue_deref(p) __atomic_load_n(&(p), __ATOMIC_ACQUIRE)
+#define rcu_glue_assign(p, v) __atomic_store_n(&(p), (v), __ATOMIC_RELEASE)
+#else
 #define rcu_glue_deref(p) rcu_dereference(p)
 #define rcu_glue_assign(p, v) rcu_assign_pointer((p), (v))
+#endif
 
 /* Runs fn(head) on the call_rcu thread after a grace period. Never fails, never blocks. */
 void rcu_glue_defer(rcu_glue_head *h, void (*fn)(rcu_glue_head *));
