@@ -433,7 +433,8 @@ static void reclaim_round(const bm_config *cfg, int round, uint64_t delay_us, ui
             _exit(2);
         struct rw_arg a[2] = {{m, 0}, {m, 1}};
         pthread_t t;
-        if (pthread_create(&t, NULL, rewriter, &a[1]) || write(p[1], "R", 1) != 1)
+        /* Report first: with the hook, the other thread may kill us at any moment once it runs. */
+        if (write(p[1], "R", 1) != 1 || pthread_create(&t, NULL, rewriter, &a[1]))
             _exit(4);
         rewriter(&a[0]);
     }
