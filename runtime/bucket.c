@@ -84,7 +84,13 @@ static struct bkt_state *state_clone(const struct bkt_state *st)
     return n;
 }
 
-/* Keeps f (unmapped) as the bucket's spare of its kind; the previous spare, if any, is destroyed. */
+/* A spare leaves the pool: a prepared (mapped) one no longer counts against SPARE_BUDGET_BYTES. */
+static void spare_uncount(struct bkt *b, struct stor_file *f)
+{
+    if (f && f->base)
+        bm_sub_rlx(&b->ctx->spare_bytes, f->map_len);
+}
+
 /* Stores f in a free spare place of its kind; with none free, the file it displaces is removed. */
 static void put_spare(struct bkt *b, unsigned slot, struct stor_file *f)
 {
@@ -94,7 +100,9 @@ static void put_spare(struct bkt *b, unsigned slot, struct stor_file *f)
                                         __ATOMIC_ACQUIRE))
             return;
     }
-    stor_file_destroy(__atomic_exchange_n(&b->spare[slot][SPARES - 1], f, __ATOMIC_ACQ_REL), true);
+    struct stor_file *old = __atomic_exchange_n(&b->spare[slot][SPARES - 1], f, __ATOMIC_ACQ_REL);
+    spare_uncount(b, old);
+    stor_file_destroy(old, true);
 }
 
 /* Takes a spare of kind slot, preferring one already prepared for ncells cells; NULL if none. Files are
@@ -129,14 +137,23 @@ static void keep_spare_prepared(struct bkt *b, unsigned slot, struct stor_file *
         next = 2ull << st->data_pow2[slot - 1];
     }
     rcu_glue_read_unlock();
-    if (next && stor_file_recycle(f, next, flags) != 0)
-        stor_file_unmap(f); /* not prepared: new_file recycles it when needed */
+    uint64_t len = next ? f->header_bytes + next * f->cell_size : 0;
+    bool prepared = false;
+    if (next && bm_add_rlx(&b->ctx->spare_bytes, len) + len <= SPARE_BUDGET_BYTES) {
+        prepared = stor_file_recycle(f, next, flags) == 0;
+        if (!prepared)
+            bm_sub_rlx(&b->ctx->spare_bytes, len);
+    } else if (next) {
+        bm_sub_rlx(&b->ctx->spare_bytes, len);
+    }
+    if (!prepared)
+        (void)stor_file_empty(f); /* new_file recycles it when needed; a failure only costs disk space */
     put_spare(b, slot, f);
 }
 
 static void keep_spare(struct bkt *b, unsigned slot, struct stor_file *f)
 {
-    stor_file_unmap(f);
+    (void)stor_file_empty(f);
     put_spare(b, slot, f);
 }
 
@@ -180,6 +197,7 @@ static int new_file(struct bkt *b, unsigned slot, uint32_t header, uint32_t cell
     struct bkt_ctx *ctx = b->ctx;
     unsigned flags = ctx->file_flags | extra_flags;
     struct stor_file *f = take_spare(b, slot, ncells);
+    spare_uncount(b, f);
     if (f && f->base && f->ncells == ncells && f->cell_size == cell) {
         *out = f; /* prepared ahead by state_free_cb: zeroed, sized, mapped */
         return 0;
@@ -1250,8 +1268,10 @@ void bkt_fini(struct bkt *b)
         b->state = NULL;
     }
     for (unsigned i = 0; i < 1 + BKT_NCLASS; i++)
-        for (unsigned j = 0; j < SPARES; j++)
+        for (unsigned j = 0; j < SPARES; j++) {
+            spare_uncount(b, b->spare[i][j]);
             stor_file_destroy(b->spare[i][j], true);
+        }
 #ifdef BM_READER_RWLOCK
     pthread_rwlock_destroy(&b->rw);
 #endif

@@ -113,6 +113,10 @@ struct bkt_state {
 
 #define SPARE_INDEX 0u
 #define SPARES 2u
+/* Disk that spares prepared ahead of a grow may hold, map-wide. Beyond it a retired file is kept empty
+ * (length 0, no blocks): it still saves the grow a file creation, which on ext4 after many unlinks costs
+ * more than the copy, and a map's footprint stays its live files plus at most this much. */
+#define SPARE_BUDGET_BYTES (32ull << 20)
 #define SPARE_DATA(c) (1u + (c))
 
 /* Map-wide counters the buckets update (relaxed atomics). */
@@ -131,6 +135,7 @@ struct bkt_ctx {
     bool temporary;       /* unlink every file at close */
     bool durable_grows;   /* persistent map: a grown file is synced before it replaces the old one */
     uint64_t next_gen;    /* atomic: build counter for file headers */
+    uint64_t spare_bytes; /* atomic: bytes held by prepared (mapped) spares, see SPARE_BUDGET_BYTES */
     uint64_t crash_countdown;         /* test hooks, see test_crash_point() */
     uint64_t crash_release_countdown;
     struct stor_drives *drives;

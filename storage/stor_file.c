@@ -181,6 +181,16 @@ int stor_file_recycle(struct stor_file *f, uint64_t ncells, unsigned flags)
     return map_fd(f, flags);
 }
 
+int stor_file_empty(struct stor_file *f)
+{
+    stor_file_unmap(f);
+    if (ftruncate(f->fd, 0) != 0)
+        return -errno;
+    f->ncells = 0;
+    f->map_len = 0;
+    return 0;
+}
+
 int stor_file_sync(struct stor_file *f)
 {
     return fdatasync(f->fd) ? -errno : 0;

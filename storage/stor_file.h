@@ -61,6 +61,10 @@ void stor_file_unmap(struct stor_file *f);
  * file is left unmapped. */
 int stor_file_recycle(struct stor_file *f, uint64_t ncells, unsigned flags);
 
+/* Unmaps the file and gives its blocks back (length 0), keeping the fd and name for a later
+ * stor_file_recycle. 0 or a negated errno. */
+int stor_file_empty(struct stor_file *f);
+
 /* fdatasync of the file (a grow's new file, before it replaces the old one). 0 or a negated errno. */
 int stor_file_sync(struct stor_file *f);
 
