@@ -5,8 +5,4 @@ cd "$(dirname "$0")/.."
 ./scripts/setup-deps.sh
 cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build-release -j"$(nproc)"
-if [ -x build-release/stress/bm-stress ]; then
-  exec build-release/stress/bm-stress "$@"
-else
-  exec build-release/examples/bm-example
-fi
+exec build-release/stress/bm-stress "$@"
