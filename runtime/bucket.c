@@ -639,8 +639,9 @@ static inline void decode_value(const struct entry_snap *s, struct bkt_val *out)
  * checking the entry first also keeps a damaged ref or length from sending us outside the files. A ref
  * newer than st is -EAGAIN: the bucket grew under a reader, whose st is stale (I5). Readers call it inside
  * a read-side section, where the cell cannot be reused; writers under the bucket lock. */
-static inline __attribute__((always_inline)) int resolve(const struct bkt_state *st, const struct bkt_ctx *ctx, const uint64_t k[4],
-                   const struct entry_snap *s, struct bkt_val *v)
+static inline __attribute__((always_inline)) int resolve(const struct bkt_state *st, const struct bkt_ctx *ctx,
+                                                         const uint64_t k[4], const struct entry_snap *s,
+                                                         struct bkt_val *v)
 {
     unsigned tag = entry_tag(s->state);
     if (bm_unlikely((uint32_t)(s->state >> 32) != entry_sum(tag, k, s->rc, s->p[0], s->p[1])))

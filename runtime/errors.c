@@ -10,7 +10,8 @@ static const char *const messages[] = {
     [-(BM_EBUSY + 10000)] = "call not allowed from inside this callback",
     [-(BM_ECORRUPT + 10000)] = "map file or restart file is corrupt",
     [-(BM_EVERSION + 10000)] = "restart file or map file has an unsupported format version",
-    [-(BM_EMISMATCH + 10000)] = "restart file belongs to a map with another elem_size, max_buckets, max_search or drive count",
+    [-(BM_EMISMATCH + 10000)] =
+        "restart file belongs to a map with another elem_size, max_buckets, max_search or drive count",
     [-(BM_EOVERFLOW + 10000)] = "refcount would overflow (addref at UINT64_MAX or unref at 0)",
     [-(BM_ELOCKED + 10000)] = "drive set is in use by another open map",
     [-(BM_EFAILED + 10000)] = "map is read-only after an earlier I/O error",
