@@ -63,6 +63,12 @@ static inline uint8_t *cell_at(const struct bkt_state *st, unsigned c, uint64_t 
     return stor_cell(st->data[c], i);
 }
 
+/* Whether an occupied cell's elements match the checksum in its header. */
+static inline bool cell_sum_ok(const uint8_t *cell, size_t bytes)
+{
+    return (uint32_t)(*(const uint64_t *)cell >> 32) == cell_sum(cell + CELL_HEADER, bytes);
+}
+
 /* A data ref (of a ring entry, undo record or entry) that names a cell the files actually have. */
 static bool cell_ref_ok(const struct bkt_state *st, uint64_t cls, uint64_t ref)
 {
@@ -331,7 +337,8 @@ static int grow_index(struct bkt *b)
             break;
         }
         struct stor_file *f;
-        err = new_file(b, SPARE_INDEX, IDX_HEADER_BYTES, sizeof(struct bkt_entry), cap, STOR_RANDOM | STOR_POPULATE, &f);
+        err = new_file(b, SPARE_INDEX, IDX_HEADER_BYTES, sizeof(struct bkt_entry), cap, STOR_RANDOM | STOR_POPULATE,
+                       &f);
         if (err)
             break;
         uint64_t md;
@@ -643,11 +650,10 @@ static inline __attribute__((always_inline)) int resolve(const struct bkt_state 
                                                          const uint64_t k[4], const struct entry_snap *s,
                                                          struct bkt_val *v)
 {
-    unsigned tag = entry_tag(s->state);
-    if (bm_unlikely((uint32_t)(s->state >> 32) != entry_sum(tag, k, s->rc, s->p[0], s->p[1])))
+    if (bm_unlikely(!entry_sum_ok(s->state, k, s->rc, s->p[0], s->p[1])))
         return BM_ECORRUPT;
     decode_value(s, v);
-    if (tag != TAG_DATA)
+    if (entry_tag(s->state) != TAG_DATA)
         return 0;
     if (bm_unlikely(v->n > ctx->max_elems))
         return BM_ECORRUPT;
@@ -657,9 +663,7 @@ static inline __attribute__((always_inline)) int resolve(const struct bkt_state 
     if (bm_unlikely(!cell_ref_ok(st, c, s->p[0])))
         return BM_ECORRUPT;
     const uint8_t *cell = cell_at(st, c, s->p[0]);
-    uint64_t h = *(const uint64_t *)cell;
-    size_t bytes = (size_t)v->n * ctx->elem_size;
-    if (bm_unlikely(!(h & CELL_OCCUPIED) || (uint32_t)(h >> 32) != cell_sum(cell + CELL_HEADER, bytes)))
+    if (bm_unlikely(!(*(const uint64_t *)cell & CELL_OCCUPIED) || !cell_sum_ok(cell, (size_t)v->n * ctx->elem_size)))
         return BM_ECORRUPT;
     v->elems = cell + CELL_HEADER;
     return 0;
@@ -807,7 +811,7 @@ static int ensure_state(struct bkt *b)
 /* Whether a stable entry (bucket lock held) still matches its checksum. */
 static bool entry_intact(const struct bkt_entry *e)
 {
-    return (uint32_t)(e->state >> 32) == entry_sum(entry_tag(e->state), e->key, e->rc, e->p[0], e->p[1]);
+    return entry_sum_ok(e->state, e->key, e->rc, e->p[0], e->p[1]);
 }
 
 /* The entry's current data cell, if any: class and ref. A damaged entry's ref may name another entry's
@@ -1342,7 +1346,7 @@ void bkt_verify(struct bkt *b, bm_verify_report *r)
             continue;
         occupied++;
         r->entries++;
-        if ((e->state & ENTRY_BUSY) || (uint32_t)(e->state >> 32) != entry_sum(tag, e->key, e->rc, e->p[0], e->p[1]))
+        if ((e->state & ENTRY_BUSY) || !entry_intact(e))
             r->bad_entry_sums++;
         uint64_t d = disp_of(e->key, st->seed, st->cap, i);
         if (d >= win || d > h->max_disp || find(b, e->key) != (int64_t)i)
@@ -1362,7 +1366,7 @@ void bkt_verify(struct bkt *b, bm_verify_report *r)
         uint64_t hdr = *(const uint64_t *)cell;
         if (!(hdr & CELL_OCCUPIED) || (seen[c] && mark_ref(seen, c, ci)))
             r->bad_refs++;
-        else if ((uint32_t)(hdr >> 32) != cell_sum(cell + CELL_HEADER, (size_t)n * ctx->elem_size))
+        else if (!cell_sum_ok(cell, (size_t)n * ctx->elem_size))
             r->bad_cells++;
     }
     if (occupied != h->count)

@@ -97,6 +97,12 @@ static inline uint32_t entry_sum(unsigned tag, const uint64_t k[4], uint64_t rc,
     return (uint32_t)(h >> 32) ^ (uint32_t)h;
 }
 
+/* Whether a state word's checksum matches the entry words read with it (readers, writers and verify). */
+static inline int entry_sum_ok(uint64_t state, const uint64_t k[4], uint64_t rc, uint64_t p0, uint64_t p1)
+{
+    return (uint32_t)(state >> 32) == entry_sum(entry_tag(state), k, rc, p0, p1);
+}
+
 /* Checksum of a data cell's elements (stored in the cell header's upper half). */
 static inline uint32_t cell_sum(const void *p, size_t n)
 {
