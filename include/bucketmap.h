@@ -65,6 +65,7 @@ enum bm_error {
     BM_EFAILED = -10010,   /* an earlier I/O error made the map read-only (sticky) */
     BM_ENOSPACE = -10011,  /* a bucket cannot grow further (index or data file at its size limit) */
     BM_ENORESTART = -10012, /* restart_path is missing but the drives hold this kind of map's files */
+    BM_EMISSING = -10013,  /* a file the last checkpoint names is missing (an unmounted drive?) */
 };
 
 typedef struct bm_key {
@@ -83,11 +84,17 @@ typedef struct bm_config {
     const char *restart_path;  /* NULL = temporary map: every file it creates is removed at close */
     uint32_t flush_interval_ms; /* > 0 starts a background flusher with this period (persistent maps) */
     uint32_t flags;            /* BM_F_* below */
+    char *errbuf;              /* optional: a failed bm_open writes a one-line reason here, naming the file */
+    uint32_t errbuf_len;       /* bytes at errbuf */
 } bm_config;
 
 /* Do not wait for the disk when creating or growing files (skip preallocation). Files may then be
  * sparse, and a full disk shows up as SIGBUS instead of -ENOSPC: for tests and throwaway maps only. */
 #define BM_F_NO_PREALLOC 0x1u
+/* Persistent maps: open even when files the last checkpoint names are missing or damaged, keep what is
+ * intact (every bucket is scrubbed; entries whose files are gone are dropped) and commit that. Without it
+ * such a map is refused (BM_EMISSING / BM_ECORRUPT). For salvaging a damaged map (bmctl salvage). */
+#define BM_F_SALVAGE 0x2u
 
 typedef struct bm_value {
     const void *elems; /* n * elem_size bytes; may be NULL when n == 0 */
@@ -123,8 +130,13 @@ typedef struct bm_stats {
     uint64_t flush_ns;          /* nanoseconds spent in flushes */
     uint64_t files_flushed;     /* files synced by flushes */
     uint64_t reader_retries;    /* reads retried because a writer changed the entry meanwhile */
-    uint64_t orphan_files_removed; /* at open: leftover files of unfinished grows removed */
-    uint64_t undo_replayed;     /* at open: buckets whose cut-short mutation was rolled back */
+    uint64_t orphan_files_removed; /* at open: files no checkpoint needed (unfinished grows, spares) removed */
+    uint64_t undo_replayed;     /* at open: buckets whose cut-short in-place rewrite was rolled back */
+    uint64_t shadowed;          /* new versions written beside an entry the last checkpoint holds */
+    uint64_t recovered_entries_dropped; /* at open after an unclean shutdown: torn, stale or duplicate entries */
+    uint64_t recovered_cells_freed;     /* ... and data cells no entry referred to */
+    uint64_t buckets_scrubbed;  /* at open: buckets checked entry by entry (unclean shutdown or salvage) */
+    uint64_t scrub_ns;          /* nanoseconds those scrubs took */
 } bm_stats;
 
 /* Opens (creates, or with a valid restart file reopens) a map and stores it in *out.

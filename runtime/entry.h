@@ -4,7 +4,7 @@
  *
  * Index entry: 64 bytes, one cache line, 64-byte aligned in the file:
  *
- *   word 0     state      tag:2 | busy:1 | version:29 | sum:32
+ *   word 0     state      tag:2 | busy:1 | shadow:1 | tomb:1 | version:27 | sum:32
  *   words 1-4  key        32 bytes
  *   word 5     refcount   full u64
  *   words 6-7  payload    INLINE: the one element (elem_size <= 16)
@@ -15,6 +15,12 @@
  *   FREE --insert--> EMPTY | INLINE | DATA --delete--> FREE
  *                    (any of the three) --update/addref/unref--> (any of the three), same key
  *
+ * Shadow bit (persistent maps, runtime/checkpoint.c): an entry that the last checkpoint holds and whose key
+ * got a new value in a data cell keeps its old contents, marked SHADOW, until the next checkpoint commits;
+ * the new value lives in another slot. Readers skip shadowed entries; recovery after a power loss brings
+ * one back when the newer slot did not reach the disk. Deleting the key adds the tomb bit to its shadows, so
+ * recovery after a SIGKILL never brings back a deleted key. The checksum covers neither bit.
+ *
  * Seqcount protocol (writer holds the bucket's mutex; one writer per entry at a time):
  *   writer: state |= BUSY (relaxed); release fence; store fields (relaxed);
  *           state = new tag | version+1 | sum (release)
@@ -24,9 +30,11 @@
  * entry during one read. Every field is accessed as an aligned 8-byte atomic, so a copy is word-exact and
  * race-free in the C11 sense.
  *
- * sum: a 32-bit checksum of tag, key, refcount and payload, written by the writer. Readers check it (and a
- * data cell's own sum) after a good copy and refuse a mismatch with BM_ECORRUPT; the verify tool reports
- * it. It catches an entry torn by a power loss (a half-written cache line) or damaged on disk.
+ * sum: a 32-bit checksum of tag, key, refcount and payload and, for DATA entries, of the checksum stored in
+ * the data cell's header (which covers the cell's elements). So an entry accepts only the exact cell
+ * contents it was written with: a cell that another key or another version of this key reused since can
+ * never pass as this entry's value. Readers check it after a good copy and refuse a mismatch with
+ * BM_ECORRUPT; the verify tool reports it. It catches an entry torn by a power loss or damaged on disk.
  *
  * Data ref: a data file of size class c doubles by moving cell i to i << 1, so a ref stores the file's pow2
  * when the cell was allocated and the offset then; today's cell = offset << (pow2_now - created_pow2), and
@@ -44,8 +52,10 @@ enum entry_tag { TAG_FREE = 0, TAG_EMPTY = 1, TAG_INLINE = 2, TAG_DATA = 3 };
 
 #define ENTRY_TAG_MASK 0x3ull
 #define ENTRY_BUSY 0x4ull
-#define ENTRY_VER_SHIFT 3
-#define ENTRY_VER_MASK ((1ull << 29) - 1)
+#define ENTRY_SHADOW 0x8ull
+#define ENTRY_TOMB 0x10ull /* with SHADOW: the key was deleted since; recovery drops it */
+#define ENTRY_VER_SHIFT 5
+#define ENTRY_VER_MASK ((1ull << 27) - 1)
 #define ENTRY_INLINE_MAX 16u
 
 struct bkt_entry {
@@ -97,10 +107,18 @@ static inline uint32_t entry_sum(unsigned tag, const uint64_t k[4], uint64_t rc,
     return (uint32_t)(h >> 32) ^ (uint32_t)h;
 }
 
-/* Whether a state word's checksum matches the entry words read with it (readers, writers and verify). */
-static inline int entry_sum_ok(uint64_t state, const uint64_t k[4], uint64_t rc, uint64_t p0, uint64_t p1)
+/* The checksum an entry stores: its own words' sum, bound to its data cell's sum (0 for other tags). */
+static inline uint32_t entry_sum_bound(unsigned tag, const uint64_t k[4], uint64_t rc, uint64_t p0, uint64_t p1,
+                                       uint32_t cellsum)
 {
-    return (uint32_t)(state >> 32) == entry_sum(entry_tag(state), k, rc, p0, p1);
+    return entry_sum(tag, k, rc, p0, p1) ^ (cellsum * 0x9E3779B1u);
+}
+
+/* Whether a state word's checksum matches the entry words read with it and (DATA) the cell's stored sum. */
+static inline int entry_sum_ok(uint64_t state, const uint64_t k[4], uint64_t rc, uint64_t p0, uint64_t p1,
+                               uint32_t cellsum)
+{
+    return (uint32_t)(state >> 32) == entry_sum_bound(entry_tag(state), k, rc, p0, p1, cellsum);
 }
 
 /* Checksum of a data cell's elements (stored in the cell header's upper half). */
@@ -135,19 +153,26 @@ static inline int key_eq(const uint64_t a[4], const uint64_t b[4])
     return ((a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3])) == 0;
 }
 
+/* Spins on a BUSY entry before the reader asks whether a writer is really there. */
+#define ENTRY_BUSY_SPINS 4096u
+
 /*
  * If e holds key k, copies its value words to *out and returns 1; returns 0 if it holds another key or is
- * free. *retries counts how often a concurrent writer forced a re-read. Call inside a read-side section.
+ * free or shadowed; -1 after ENTRY_BUSY_SPINS spins on a BUSY bit. *retries counts how often a concurrent
+ * writer forced a re-read. Call inside a read-side section.
  */
 static inline int entry_read_if_key(const struct bkt_entry *e, const uint64_t k[4], struct entry_snap *out,
                                     uint64_t *retries)
 {
     for (;;) {
         uint64_t s1 = bm_load_acq(&e->state);
-        if (entry_tag(s1) == TAG_FREE)
-            return 0; /* FREE, or FREE being filled (BUSY): the insert has not happened yet */
+        if (entry_tag(s1) == TAG_FREE || (s1 & ENTRY_SHADOW))
+            return 0; /* FREE, FREE being filled (BUSY), or an older version kept for recovery */
         if (bm_unlikely(s1 & ENTRY_BUSY)) {
-            (*retries)++;
+            /* A writer is mid-store; a bit that stays set with no writer in the bucket is damage, which the
+             * caller tells apart (bkt_lookup checks the bucket's mutation counter). */
+            if (++*retries % ENTRY_BUSY_SPINS == 0)
+                return -1;
             __builtin_ia32_pause();
             continue;
         }
@@ -178,18 +203,29 @@ static inline void entry_write_begin(struct bkt_entry *e)
     bm_fence_rel();
 }
 
-/* Publishes the entry with the given checksum: a moved entry keeps its own, so moving never launders
- * damage into a valid-looking entry. */
-static inline void entry_write_end_sum(struct bkt_entry *e, unsigned tag, uint32_t sum)
+/* Publishes the entry with the given checksum and shadow bit: a moved entry keeps its own sum, so moving
+ * never launders damage into a valid-looking entry. */
+static inline void entry_write_end_sum(struct bkt_entry *e, unsigned tag, uint32_t sum, uint64_t shadow)
 {
     uint64_t s = bm_load_rlx(&e->state);
     uint64_t ver = ((s >> ENTRY_VER_SHIFT) + 1) & ENTRY_VER_MASK;
-    bm_store_rel(&e->state, (uint64_t)sum << 32 | ver << ENTRY_VER_SHIFT | tag);
+    bm_store_rel(&e->state, (uint64_t)sum << 32 | ver << ENTRY_VER_SHIFT | shadow | tag);
 }
 
-static inline void entry_write_end(struct bkt_entry *e, unsigned tag)
+/* cellsum: the sum in the header of the entry's data cell (DATA), else 0. */
+static inline void entry_write_end(struct bkt_entry *e, unsigned tag, uint32_t cellsum)
 {
-    entry_write_end_sum(e, tag, entry_sum(tag, e->key, e->rc, e->p[0], e->p[1]));
+    entry_write_end_sum(e, tag, entry_sum_bound(tag, e->key, e->rc, e->p[0], e->p[1], cellsum), 0);
+}
+
+/* Sets the shadow / tomb bits to `flags` with one release store (contents and sum unchanged): readers that
+ * copied the entry before see the version change and re-read. */
+static inline void entry_set_flags(struct bkt_entry *e, uint64_t flags)
+{
+    uint64_t s = bm_load_rlx(&e->state);
+    uint64_t ver = ((s >> ENTRY_VER_SHIFT) + 1) & ENTRY_VER_MASK;
+    s = (s & ~(ENTRY_VER_MASK << ENTRY_VER_SHIFT) & ~(ENTRY_SHADOW | ENTRY_TOMB)) | ver << ENTRY_VER_SHIFT;
+    bm_store_rel(&e->state, s | flags);
 }
 
 /* Stores one value word of an entry being written (between begin and end). */

@@ -17,6 +17,7 @@ static const char *const messages[] = {
     [-(BM_EFAILED + 10000)] = "map is read-only after an earlier I/O error",
     [-(BM_ENOSPACE + 10000)] = "bucket cannot grow further: file size limit reached",
     [-(BM_ENORESTART + 10000)] = "restart file is missing but the drives hold map files (see README: Restart)",
+    [-(BM_EMISSING + 10000)] = "a file the last checkpoint names is missing (drive not mounted?)",
 };
 
 const char *bm_strerror(int err)

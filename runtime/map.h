@@ -25,6 +25,15 @@ struct bm_map {
     struct stor_ring ring;   /* persistent maps only */
     int *dir_fds;            /* persistent maps: one per drive, synced by every flush */
     uint64_t flushes, flush_ns, files_flushed; /* atomics */
+    /* checkpoints (checkpoint.c; ckpt_lock) */
+    pthread_mutex_t ckpt_lock;
+    bool ckpt_lock_init;
+    int restart_fd;
+    uint64_t epoch;           /* the epoch the next checkpoint commits */
+    uint64_t committed_epoch; /* the newest durable commit record's */
+    uint64_t manifest_epoch, manifest_len, manifest_sum, manifest_recs_sum;
+    uint32_t manifest_nfiles;
+    uint64_t boot_id; /* this boot's (recovery.c); 0 when unknown */
     /* background flusher */
     pthread_t flusher;
     bool flusher_running;
@@ -34,9 +43,17 @@ struct bm_map {
     pthread_cond_t flusher_cond;
 };
 
-/* Syncs every file dirtied since the last flush, plus the drive directories. Outside read sections.
- * 0, or the first error (which also makes the map's failed state sticky). */
+/* A checkpoint (checkpoint.c NOTES): every write that returned before the call is durable when it returns 0.
+ * Outside read sections and bucket locks. 0, -ENOMEM (nothing changed), or an I/O error (sticky). */
+int checkpoint_run(bm_map *m, bool clean);
 int map_flush(bm_map *m);
+/* bm_close's: a checkpoint, every deferred release, then a clean checkpoint. */
+int checkpoint_close(bm_map *m);
+
+/* Open-time recovery (recovery.c): adopts the files of the newest commit, repairs them when the map was
+ * not closed cleanly (or salvage is set), commits, and removes files no commit needs. errbuf gets a
+ * description naming the file on failure. */
+int recovery_open(bm_map *m, const char *restart_path, bool salvage, char *errbuf, size_t errlen);
 int map_flusher_start(bm_map *m);
 void map_flusher_stop(bm_map *m);
 

@@ -1,3 +1,4 @@
+/* restart.c — the restart file, its commit slots and the checkpoint manifests (layout in restart.h). */
 #include "runtime/restart.h"
 
 #include "common/bm_mem.h"
@@ -5,7 +6,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,9 +13,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define RESTART_MAGIC 0x5452545345524d42ull /* "BMRESTRT" */
+#define RESTART_MAGIC 0x5452545345524d42ull  /* "BMRESTRT" */
+#define MANIFEST_MAGIC 0x5346494e414d4d42ull /* "BMMANIFS" */
+#define SLOT_OFFSET(i) ((off_t)(1 + (i)) * 4096)
 
-/* On-disk layout, little-endian, 64 bytes. */
+/* Identity, little-endian, 64 bytes at offset 0. */
 struct restart_disk {
     uint64_t magic;
     uint32_t format;
@@ -30,14 +32,64 @@ struct restart_disk {
 };
 _Static_assert(sizeof(struct restart_disk) == 64, "restart file layout");
 
+struct manifest_head {
+    uint64_t magic;
+    uint64_t epoch;
+    uint32_t n;
+    uint32_t reserved;
+};
+
 static uint32_t sum_bytes(const void *p, size_t n)
 {
-    /* FNV-1a: the restart file is tiny; this only has to catch damage, not adversaries. */
+    /* FNV-1a: the identity is tiny; this only has to catch damage, not adversaries. */
     const uint8_t *b = p;
     uint32_t h = 2166136261u;
     for (size_t i = 0; i < n; i++)
         h = (h ^ b[i]) * 16777619u;
     return h;
+}
+
+static uint64_t sum_words(uint64_t h, const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    for (size_t i = 0; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, b + i, 8);
+        h = fold_mul(h ^ w, 0x9E3779B97F4A7C15ull);
+    }
+    return h ^ n;
+}
+
+/* Full-length pread/pwrite: a short transfer without an errno is -EIO, never a stale errno. */
+static int pread_all(int fd, void *buf, size_t n, off_t off, size_t *got)
+{
+    size_t done = 0;
+    while (done < n) {
+        ssize_t r = pread(fd, (char *)buf + done, n - done, off + (off_t)done);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -errno;
+        if (r == 0)
+            break;
+        done += (size_t)r;
+    }
+    *got = done;
+    return 0;
+}
+
+static int pwrite_all(int fd, const void *buf, size_t n, off_t off)
+{
+    size_t done = 0;
+    while (done < n) {
+        ssize_t r = pwrite(fd, (const char *)buf + done, n - done, off + (off_t)done);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return r < 0 ? -errno : -EIO;
+        done += (size_t)r;
+    }
+    return 0;
 }
 
 int restart_read(const char *path, struct restart_ident *id, uint32_t *format)
@@ -46,10 +98,9 @@ int restart_read(const char *path, struct restart_ident *id, uint32_t *format)
     if (fd < 0)
         return -errno;
     struct restart_disk r;
-    uint8_t extra;
-    ssize_t n = read(fd, &r, sizeof(r));
-    ssize_t more = n == (ssize_t)sizeof(r) ? read(fd, &extra, 1) : 0;
-    int err = n < 0 ? -errno : 0;
+    struct stat st;
+    size_t n = 0;
+    int err = fstat(fd, &st) ? -errno : pread_all(fd, &r, sizeof(r), 0, &n);
     close(fd);
     if (err)
         return err;
@@ -59,8 +110,8 @@ int restart_read(const char *path, struct restart_ident *id, uint32_t *format)
         *format = r.format;
     if (r.format != RESTART_FORMAT)
         return BM_EVERSION;
-    if (n != (ssize_t)sizeof(r) || more != 0 || r.sum != sum_bytes(&r, offsetof(struct restart_disk, sum)) ||
-        memchr(r.prefix, 0, sizeof(r.prefix)) == NULL)
+    if (n != sizeof(r) || st.st_size != RESTART_FILE_BYTES ||
+        r.sum != sum_bytes(&r, offsetof(struct restart_disk, sum)) || memchr(r.prefix, 0, sizeof(r.prefix)) == NULL)
         return BM_ECORRUPT;
     id->elem_size = r.elem_size;
     id->max_buckets = r.max_buckets;
@@ -84,30 +135,55 @@ static int fsync_dir_of(const char *path)
     return err;
 }
 
+static uint64_t commit_sum(const struct commit_rec *c) { return sum_words(0x13198a2e03707344ull, c, offsetof(struct commit_rec, sum)); }
+
+/* Opens path for a new file: exclusively and never through a symlink, replacing a leftover regular file
+ * (our own temporary from a cut-short attempt) once. */
+static int create_excl(const char *path)
+{
+    for (int attempt = 0;; attempt++) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (fd >= 0 || errno != EEXIST || attempt)
+            return fd >= 0 ? fd : -errno;
+        struct stat st;
+        if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode))
+            return -EEXIST;
+        if (unlink(path) != 0)
+            return -errno; /* unlinking a symlink removes the link, never its target */
+    }
+}
+
 int restart_write(const char *path, const struct restart_ident *id)
 {
-    struct restart_disk r;
-    memset(&r, 0, sizeof(r));
-    r.magic = RESTART_MAGIC;
-    r.format = RESTART_FORMAT;
-    r.elem_size = id->elem_size;
-    r.max_buckets = id->max_buckets;
-    r.max_search = id->max_search;
-    r.n_drives = id->n_drives;
-    memcpy(r.prefix, id->prefix, sizeof(r.prefix));
-    r.sum = sum_bytes(&r, offsetof(struct restart_disk, sum));
+    uint8_t *page = bm_calloc(1, RESTART_FILE_BYTES);
+    if (!page)
+        return -ENOMEM;
+    struct restart_disk *r = (struct restart_disk *)page;
+    r->magic = RESTART_MAGIC;
+    r->format = RESTART_FORMAT;
+    r->elem_size = id->elem_size;
+    r->max_buckets = id->max_buckets;
+    r->max_search = id->max_search;
+    r->n_drives = id->n_drives;
+    memcpy(r->prefix, id->prefix, sizeof(r->prefix));
+    r->sum = sum_bytes(r, offsetof(struct restart_disk, sum));
+    struct commit_rec c0 = {.magic = COMMIT_MAGIC, .epoch = 0, .clean = 1};
+    c0.sum = commit_sum(&c0);
+    memcpy(page + SLOT_OFFSET(0), &c0, sizeof(c0));
     size_t len = strlen(path) + 8;
     char *tmp = bm_malloc(len);
-    if (!tmp)
+    int err = 0;
+    if (!tmp) {
+        bm_free(page);
         return -ENOMEM;
+    }
     snprintf(tmp, len, "%s.tmp", path);
-    int err = 0, fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int fd = create_excl(tmp);
     if (fd < 0) {
-        err = -errno;
+        err = fd;
     } else {
-        if (write(fd, &r, sizeof(r)) != (ssize_t)sizeof(r))
-            err = errno ? -errno : -EIO;
-        else if (fsync(fd))
+        err = pwrite_all(fd, page, RESTART_FILE_BYTES, 0);
+        if (!err && fsync(fd))
             err = -errno;
         close(fd);
         if (!err && rename(tmp, path))
@@ -116,22 +192,120 @@ int restart_write(const char *path, const struct restart_ident *id)
             unlink(tmp);
     }
     bm_free(tmp);
+    bm_free(page);
     return err ? err : fsync_dir_of(path);
 }
 
-/* ---- file names: "<prefix:16 hex>-b<bucket>-idx-<seq>.bm" / "<prefix>-b<bucket>-d<class>-<seq>.bm" ---- */
+int restart_open_rw(const char *path)
+{
+    int fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+    return fd >= 0 ? fd : -errno;
+}
 
-struct parsed_name {
-    char prefix[17];
-    uint32_t bucket;
-    int cls; /* -1 for an index file */
-    uint64_t seq;
-};
+int restart_read_commit(int fd, struct commit_rec *out)
+{
+    bool found = false;
+    for (int i = 0; i < 2; i++) {
+        struct commit_rec c;
+        size_t got;
+        int err = pread_all(fd, &c, sizeof(c), SLOT_OFFSET(i), &got);
+        if (err)
+            return err;
+        if (got != sizeof(c) || c.magic != COMMIT_MAGIC || c.sum != commit_sum(&c) || c.epoch % 2 != (uint64_t)i)
+            continue;
+        if (!found || c.epoch > out->epoch)
+            *out = c;
+        found = true;
+    }
+    return found ? 0 : BM_ECORRUPT;
+}
 
-static bool parse_name(const char *name, struct parsed_name *p)
+int restart_write_commit(int fd, struct commit_rec *c)
+{
+    c->magic = COMMIT_MAGIC;
+    c->sum = commit_sum(c);
+    int err = pwrite_all(fd, c, sizeof(*c), SLOT_OFFSET(c->epoch % 2));
+    if (!err && fdatasync(fd))
+        err = -errno;
+    return err;
+}
+
+uint64_t manifest_recs_sum(const struct manifest_rec *r, size_t n)
+{
+    return sum_words(0x452821e638d01377ull ^ n, r, n * sizeof(*r));
+}
+
+void manifest_name(const char *prefix, uint64_t epoch, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s-manifest-%llu.bm", prefix, (unsigned long long)epoch);
+}
+
+int manifest_write(const char *dir, const char *prefix, uint64_t epoch, const struct manifest_rec *recs,
+                   uint32_t n, uint64_t *len, uint64_t *sum)
+{
+    char name[96], path[4096];
+    manifest_name(prefix, epoch, name, sizeof(name));
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    struct manifest_head h = {MANIFEST_MAGIC, epoch, n, 0};
+    int fd = create_excl(path);
+    if (fd < 0)
+        return fd;
+    size_t body = (size_t)n * sizeof(*recs);
+    int err = pwrite_all(fd, &h, sizeof(h), 0);
+    if (!err && body)
+        err = pwrite_all(fd, recs, body, sizeof(h));
+    if (!err && fdatasync(fd))
+        err = -errno;
+    close(fd);
+    if (err) {
+        unlink(path);
+        return err;
+    }
+    *len = sizeof(h) + body;
+    *sum = sum_words(sum_words(0xa4093822299f31d0ull, &h, sizeof(h)), recs, body);
+    return 0;
+}
+
+int manifest_read(const char *dir, const char *prefix, const struct commit_rec *c, struct manifest_rec **recs,
+                  uint32_t *n)
+{
+    char name[96], path[4096];
+    manifest_name(prefix, c->manifest_epoch, name, sizeof(name));
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    *recs = NULL;
+    *n = 0;
+    if (c->manifest_len < sizeof(struct manifest_head) || c->manifest_len > (1ull << 32))
+        return BM_ECORRUPT;
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    uint8_t *buf = bm_malloc(c->manifest_len);
+    size_t got = 0;
+    int err = buf ? pread_all(fd, buf, c->manifest_len, 0, &got) : -ENOMEM;
+    close(fd);
+    if (!err) {
+        struct manifest_head h;
+        memcpy(&h, buf, sizeof(h));
+        size_t body = c->manifest_len - sizeof(h);
+        if (got != c->manifest_len || h.magic != MANIFEST_MAGIC || h.epoch != c->manifest_epoch ||
+            (size_t)h.n * sizeof(struct manifest_rec) != body ||
+            sum_words(sum_words(0xa4093822299f31d0ull, buf, sizeof(h)), buf + sizeof(h), body) != c->manifest_sum) {
+            err = BM_ECORRUPT;
+        } else {
+            memmove(buf, buf + sizeof(h), body);
+            *recs = (struct manifest_rec *)buf;
+            *n = h.n;
+            return 0;
+        }
+    }
+    bm_free(buf);
+    return err;
+}
+
+bool restart_parse_name(const char *name, struct parsed_name *p)
 {
     size_t len = strlen(name);
-    if (len < 24 || strcmp(name + len - 3, ".bm") != 0 || name[16] != '-' || name[17] != 'b')
+    if (len < 22 || strcmp(name + len - 3, ".bm") != 0 || name[16] != '-')
         return false;
     for (int i = 0; i < 16; i++)
         if (!((name[i] >= '0' && name[i] <= '9') || (name[i] >= 'a' && name[i] <= 'f')))
@@ -139,28 +313,47 @@ static bool parse_name(const char *name, struct parsed_name *p)
     memcpy(p->prefix, name, 16);
     p->prefix[16] = 0;
     char *end;
-    unsigned long b = strtoul(name + 18, &end, 10);
-    if (end == name + 18 || *end != '-' || b > UINT32_MAX)
-        return false;
-    p->bucket = (uint32_t)b;
-    const char *k = end + 1;
-    if (strncmp(k, "idx-", 4) == 0) {
-        p->cls = -1;
-        k += 4;
-    } else if (k[0] == 'd') {
-        unsigned long c = strtoul(k + 1, &end, 10);
-        if (end == k + 1 || *end != '-' || c >= BKT_NCLASS)
-            return false;
-        p->cls = (int)c;
-        k = end + 1;
+    const char *k;
+    if (strncmp(name + 17, "manifest-", 9) == 0) {
+        p->kind = -1;
+        p->bucket = 0;
+        k = name + 26;
     } else {
-        return false;
+        if (name[17] != 'b')
+            return false;
+        unsigned long b = strtoul(name + 18, &end, 10);
+        if (end == name + 18 || *end != '-' || b > UINT32_MAX)
+            return false;
+        p->bucket = (uint32_t)b;
+        k = end + 1;
+        if (strncmp(k, "idx-", 4) == 0) {
+            p->kind = MANIFEST_KIND_INDEX;
+            k += 4;
+        } else if (k[0] == 'd') {
+            unsigned long c = strtoul(k + 1, &end, 10);
+            if (end == k + 1 || *end != '-' || c >= BKT_NCLASS)
+                return false;
+            p->kind = 1 + (int)c;
+            k = end + 1;
+        } else {
+            return false;
+        }
     }
+    if (*k < '0' || *k > '9')
+        return false;
     unsigned long long seq = strtoull(k, &end, 10);
-    if (end == k || strcmp(end, ".bm") != 0)
+    if (strcmp(end, ".bm") != 0)
         return false;
     p->seq = seq;
     return true;
+}
+
+void restart_file_name(const char *prefix, uint32_t bucket, uint32_t kind, uint64_t seq, char *buf, size_t len)
+{
+    if (kind == MANIFEST_KIND_INDEX)
+        snprintf(buf, len, "%s-b%u-idx-%llu.bm", prefix, bucket, (unsigned long long)seq);
+    else
+        snprintf(buf, len, "%s-b%u-d%u-%llu.bm", prefix, bucket, kind - 1, (unsigned long long)seq);
 }
 
 bool restart_drives_hold_map_files(const struct stor_drives *d)
@@ -173,120 +366,10 @@ bool restart_drives_hold_map_files(const struct stor_drives *d)
         struct parsed_name p;
         bool found = false;
         while (!found && (de = readdir(dir)))
-            found = parse_name(de->d_name, &p);
+            found = restart_parse_name(de->d_name, &p);
         closedir(dir);
         if (found)
             return true;
     }
     return false;
-}
-
-/* The best (newest complete) file of one kind of one bucket so far. */
-struct pick {
-    struct stor_file *f;
-    uint64_t gen;
-};
-
-static void consider(struct pick *slot, struct stor_file *f, uint64_t gen, uint64_t *removed)
-{
-    if (slot->f && slot->gen >= gen) {
-        stor_file_destroy(f, true);
-        (*removed)++;
-        return;
-    }
-    if (slot->f) {
-        stor_file_destroy(slot->f, true);
-        (*removed)++;
-    }
-    slot->f = f;
-    slot->gen = gen;
-}
-
-int restart_adopt(struct stor_drives *d, struct bkt *buckets, uint32_t nbuckets, struct bkt_ctx *ctx)
-{
-    struct pick *picks = bm_calloc((size_t)nbuckets * (1 + BKT_NCLASS), sizeof(*picks));
-    if (!picks)
-        return -ENOMEM;
-    uint64_t removed = 0, max_gen = 0, max_seq = 0;
-    int err = 0;
-    for (uint32_t di = 0; di < d->n && !err; di++) {
-        DIR *dir = opendir(d->dirs[di]);
-        if (!dir) {
-            err = -errno;
-            break;
-        }
-        struct dirent *de;
-        while (!err && (de = readdir(dir))) {
-            struct parsed_name p;
-            if (!parse_name(de->d_name, &p) || strcmp(p.prefix, d->prefix) != 0)
-                continue; /* not ours: never touched */
-            if (p.seq >= max_seq)
-                max_seq = p.seq + 1;
-            bool is_index = p.cls < 0;
-            struct stor_file *f;
-            int e = stor_file_open(d->dirs[di], de->d_name, (int)di, is_index ? IDX_HEADER_BYTES : DATA_HEADER_BYTES,
-                                   is_index ? (uint32_t)sizeof(struct bkt_entry) : ctx->data_cell_size[p.cls],
-                                   is_index ? STOR_RANDOM : 0, &f);
-            if (e == -ENOMEM || e == -EMFILE || e == -ENFILE) {
-                err = e;
-                break;
-            }
-            if (e) {
-                /* Wrong size for its kind: a grow cut short before its file was sized. Ours to remove. */
-                char path[4096];
-                snprintf(path, sizeof(path), "%s/%s", d->dirs[di], de->d_name);
-                unlink(path);
-                removed++;
-                continue;
-            }
-            f->created = true; /* a file of this map: it may be recycled or removed like one we made */
-            uint64_t magic = is_index ? ((struct idx_header *)stor_header(f))->magic
-                                      : ((struct data_header *)stor_header(f))->magic;
-            uint64_t gen = is_index ? ((struct idx_header *)stor_header(f))->gen
-                                    : ((struct data_header *)stor_header(f))->gen;
-            uint32_t hb = is_index ? ((struct idx_header *)stor_header(f))->bucket
-                                   : ((struct data_header *)stor_header(f))->bucket;
-            if (magic != (is_index ? IDX_MAGIC : DATA_MAGIC) || p.bucket >= nbuckets || hb != p.bucket) {
-                stor_file_destroy(f, true); /* unfinished build, or from a map of another shape */
-                removed++;
-                continue;
-            }
-            if (gen >= max_gen)
-                max_gen = gen + 1;
-            consider(&picks[(size_t)p.bucket * (1 + BKT_NCLASS) + (size_t)(p.cls + 1)], f, gen, &removed);
-        }
-        closedir(dir);
-    }
-    d->name_seq = max_seq;
-    ctx->next_gen = max_gen;
-    for (uint32_t b = 0; b < nbuckets; b++) {
-        struct pick *row = &picks[(size_t)b * (1 + BKT_NCLASS)];
-        struct stor_file *data[BKT_NCLASS];
-        bool any_data = false;
-        for (unsigned c = 0; c < BKT_NCLASS; c++) {
-            data[c] = row[1 + c].f;
-            any_data |= data[c] != NULL;
-        }
-        if (!err && row[0].f) {
-            err = bkt_adopt(&buckets[b], row[0].f, data);
-            if (!err)
-                continue;
-        } else if (!err && any_data) {
-            /* Data files without an index: the index was never completed, so no entry refers to them. */
-            for (unsigned c = 0; c < BKT_NCLASS; c++) {
-                if (data[c]) {
-                    stor_file_destroy(data[c], true);
-                    removed++;
-                }
-            }
-            continue;
-        }
-        /* Error path: release what this bucket would have adopted (never unlink the user's data). */
-        stor_file_destroy(row[0].f, false);
-        for (unsigned c = 0; c < BKT_NCLASS; c++)
-            stor_file_destroy(data[c], false);
-    }
-    bm_add_rlx(&ctx->ctr->orphan_files_removed, removed);
-    bm_free(picks);
-    return err;
 }

@@ -191,11 +191,6 @@ int stor_file_empty(struct stor_file *f)
     return 0;
 }
 
-int stor_file_sync(struct stor_file *f)
-{
-    return fdatasync(f->fd) ? -errno : 0;
-}
-
 int stor_file_msync(struct stor_file *f)
 {
     return msync(f->base, f->map_len, MS_SYNC) ? -errno : 0;

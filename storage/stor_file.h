@@ -29,7 +29,9 @@ struct stor_file {
     int fd;
     int drive;              /* index into the map's drive set */
     bool created;           /* this process created it: only such files are ever unlinked at close */
-    uint32_t dirty;         /* atomic: written since the last flush picked it up */
+    uint32_t dirty;         /* atomic: written since the last checkpoint picked it up */
+    uint64_t epoch;         /* the owner's: checkpoint epoch the current contents were built in */
+    uint64_t seq;           /* the owner's: sequence number in the file name */
     char *path;
     char *name;             /* path's last component (what the restart file records) */
 };
@@ -64,9 +66,6 @@ int stor_file_recycle(struct stor_file *f, uint64_t ncells, unsigned flags);
 /* Unmaps the file and gives its blocks back (length 0), keeping the fd and name for a later
  * stor_file_recycle. 0 or a negated errno. */
 int stor_file_empty(struct stor_file *f);
-
-/* fdatasync of the file (a grow's new file, before it replaces the old one). 0 or a negated errno. */
-int stor_file_sync(struct stor_file *f);
 
 /* Synchronous msync(MS_SYNC) of the whole mapping. Returns 0 or a negated errno. */
 int stor_file_msync(struct stor_file *f);

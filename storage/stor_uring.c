@@ -9,8 +9,6 @@ int stor_ring_init(struct stor_ring *r, unsigned depth)
 {
     memset(r, 0, sizeof(*r));
     r->depth = depth;
-    const char *fault = getenv("BM_TEST_FAULT");
-    r->fault_eio = fault && strcmp(fault, "flush-eio") == 0;
     if (pthread_mutex_init(&r->lock, NULL))
         return -ENOMEM;
     r->have_ring = io_uring_queue_init(depth, &r->ring, 0) == 0;

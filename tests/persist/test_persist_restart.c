@@ -7,7 +7,8 @@
 #include "persist_util.h"
 
 #define N 3000u
-#define RESTART_SIZE 64
+#define RESTART_SIZE 12288 /* identity page + two commit-record slots */
+#define IDENT_SIZE 64      /* the identity record at offset 0 */
 
 static uint8_t good[RESTART_SIZE];
 
@@ -82,7 +83,7 @@ END_TEST
 START_TEST(t_truncated_and_extended)
 {
     fill(2);
-    static const size_t lens[] = {0, 1, 8, 11, 12, 30, 60, 63};
+    static const size_t lens[] = {0, 1, 8, 11, 12, 30, 60, 63, 64, 4096, 8192, 12287};
     for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
         pu_write_file(pu_restart, good, lens[i]);
         char what[64];
@@ -103,7 +104,7 @@ END_TEST
 START_TEST(t_every_byte_flipped)
 {
     fill(2);
-    for (int off = 0; off < RESTART_SIZE; off++) {
+    for (int off = 0; off < IDENT_SIZE; off++) {
         for (int bit = 0; bit < 8; bit += 7) {
             uint8_t bad[RESTART_SIZE];
             memcpy(bad, good, sizeof(bad));
@@ -140,16 +141,53 @@ START_TEST(t_other_version)
         uint8_t bad[RESTART_SIZE];
         memcpy(bad, good, sizeof(bad));
         memcpy(bad + 8, &v, 4);
-        uint32_t sum = fnv1a(bad, RESTART_SIZE - 4); /* a well-formed file of another version */
-        memcpy(bad + RESTART_SIZE - 4, &sum, 4);
+        uint32_t sum = fnv1a(bad, IDENT_SIZE - 4); /* a well-formed file of another version */
+        memcpy(bad + IDENT_SIZE - 4, &sum, 4);
         pu_write_file(pu_restart, bad, sizeof(bad));
         expect_open(2, BM_EVERSION, "another format version");
         ck_assert_int_eq(bm_read_restart_info(pu_restart, &ri), BM_EVERSION);
     }
     /* Sanity: the checksum recomputed over the genuine file matches, so the files above were well formed. */
     uint32_t sum;
-    memcpy(&sum, good + RESTART_SIZE - 4, 4);
-    ck_assert_uint_eq(sum, fnv1a(good, RESTART_SIZE - 4));
+    memcpy(&sum, good + IDENT_SIZE - 4, 4);
+    ck_assert_uint_eq(sum, fnv1a(good, IDENT_SIZE - 4));
+    expect_intact(2);
+}
+END_TEST
+
+/* Commit slots: the newer record damaged falls back to the older one only where that one's manifest still
+ * exists, which after a close it does not (a checkpoint removes the manifest it replaces): the map is then
+ * refused, never opened smaller. Both slots damaged: BM_ECORRUPT. */
+START_TEST(t_commit_slots_damaged)
+{
+    fill(2);
+    for (int slot = 0; slot < 2; slot++) {
+        for (int off = 0; off < 80; off += 9) {
+            uint8_t bad[RESTART_SIZE];
+            memcpy(bad, good, sizeof(bad));
+            bad[4096 * (1 + slot) + off] ^= 0x10;
+            pu_write_file(pu_restart, bad, sizeof(bad));
+            bm_config cfg = pu_cfg(2, 16);
+            bm_map *m = NULL;
+            int err = bm_open(&cfg, &m);
+            if (err == 0) {
+                /* The damaged slot was the older one: the map must be complete. */
+                ck_assert_uint_eq(bm_count(m), N);
+                bm_close(m);
+                ck_assert_int_eq(pu_read_file(pu_restart, good, sizeof(good)), RESTART_SIZE);
+            } else {
+                ck_assert_msg(err == BM_EMISSING || err == BM_ECORRUPT, "slot %d byte %d: %s", slot, off,
+                              bm_strerror(err));
+                restore();
+            }
+        }
+    }
+    uint8_t bad[RESTART_SIZE];
+    memcpy(bad, good, sizeof(bad));
+    bad[4096 + 8] ^= 1;
+    bad[8192 + 8] ^= 1;
+    pu_write_file(pu_restart, bad, sizeof(bad));
+    expect_open(2, BM_ECORRUPT, "both commit slots damaged");
     expect_intact(2);
 }
 END_TEST
@@ -200,6 +238,7 @@ int main(void)
     tcase_add_test(tc, t_every_byte_flipped);
     tcase_add_test(tc, t_other_version);
     tcase_add_test(tc, t_mismatch);
+    tcase_add_test(tc, t_commit_slots_damaged);
     suite_add_tcase(s, tc);
     return pu_run_suite(s);
 }

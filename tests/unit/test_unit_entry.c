@@ -78,7 +78,7 @@ START_TEST(t_reader_copy)
     entry_set(&e, p[0], 5);
     /* A FREE slot being filled is still free to readers (the insert has not happened yet). */
     ck_assert_int_eq(entry_read_if_key(&e, k, &s, &retries), 0);
-    entry_write_end(&e, TAG_INLINE);
+    entry_write_end(&e, TAG_INLINE, 0);
     ck_assert_int_eq(entry_read_if_key(&e, k, &s, &retries), 1);
     ck_assert_uint_eq(s.rc, 77);
     ck_assert_uint_eq(s.p[0], 5);
@@ -88,9 +88,27 @@ START_TEST(t_reader_copy)
     /* Each write advances the version, so a reader can tell two writes of equal content apart. */
     uint64_t v1 = e.state;
     entry_write_begin(&e);
-    entry_write_end(&e, TAG_INLINE);
+    entry_write_end(&e, TAG_INLINE, 0);
     ck_assert_uint_ne(v1, e.state);
     ck_assert_uint_eq(v1 >> 32, e.state >> 32); /* same content, same sum */
+    /* A shadowed entry is invisible to readers but keeps its contents and sum for recovery. */
+    entry_set_flags(&e, ENTRY_SHADOW);
+    ck_assert_int_eq(entry_read_if_key(&e, k, &s, &retries), 0);
+    ck_assert_uint_eq(v1 >> 32, e.state >> 32);
+    entry_set_flags(&e, 0);
+    ck_assert_int_eq(entry_read_if_key(&e, k, &s, &retries), 1);
+}
+END_TEST
+
+START_TEST(t_sum_binds_cell)
+{
+    /* A DATA entry's sum covers its cell's sum: the same entry words with another cell's sum fail. */
+    uint64_t k[4] = {9, 8, 7, 6};
+    uint32_t a = entry_sum_bound(TAG_DATA, k, 1, DATA_REF(5, 3), 4, 0x1234u);
+    uint64_t state = (uint64_t)a << 32 | TAG_DATA;
+    ck_assert(entry_sum_ok(state, k, 1, DATA_REF(5, 3), 4, 0x1234u));
+    ck_assert(!entry_sum_ok(state, k, 1, DATA_REF(5, 3), 4, 0x1235u));
+    ck_assert(!entry_sum_ok(state, k, 1, DATA_REF(5, 3), 4, 0));
 }
 END_TEST
 
@@ -103,6 +121,7 @@ int main(void)
     tcase_add_test(tc, t_home_in_range_and_spread);
     tcase_add_test(tc, t_sums_detect_change);
     tcase_add_test(tc, t_reader_copy);
+    tcase_add_test(tc, t_sum_binds_cell);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -42,7 +42,6 @@ START_TEST(t_create_map_destroy)
     ck_assert_uint_eq(f->ncells, 10);
     memset(stor_cell(f, 9), 0xab, 64); /* last cell is inside the mapping */
     ck_assert_int_eq(stor_file_msync(f), 0);
-    ck_assert_int_eq(stor_file_sync(f), 0);
     /* Exclusive creation: never overwrite an existing file. */
     struct stor_file *g;
     ck_assert_int_eq(stor_file_create(dir, "a.bm", 0, 4096, 64, 10, 0, &g), -EEXIST);
