@@ -66,7 +66,8 @@ work=$(mktemp -d "$parent/bm-sync-probe.XXXXXX")
 cleanup() { [ "$keep" = 1 ] || rm -rf "$work"; }
 trap cleanup EXIT
 fstype=$(df -T "$work" | awk 'NR == 2 { print $2 }')
-echo "== scratch $work: filesystem $fstype; N = $n; $(uname -sr); commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')"
+commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')
+echo "== scratch $work: filesystem $fstype; N = $n; $(uname -sr); commit $commit"
 if [ "$fstype" != ext4 ]; then
     echo "   WARNING: not ext4: ext4:ext4_sync_file_enter cannot see syncs here (the io_uring opcode count and"
     echo "   strace still work). Give --dir an ext4 path, e.g. a loop-mounted ext4 image."
@@ -86,7 +87,8 @@ events=""
 if ! command -v perf >/dev/null 2>&1; then
     perf_state="perf is not installed (Debian: apt-get install linux-perf)"
 elif ! perf stat -e ext4:ext4_sync_file_enter -- true >/dev/null 2>&1; then
-    perf_state="perf cannot open tracepoint ext4:ext4_sync_file_enter (needs root or kernel.perf_event_paranoid = -1, and tracefs at /sys/kernel/tracing)"
+    perf_state="perf cannot open tracepoint ext4:ext4_sync_file_enter (needs root or"
+    perf_state="$perf_state kernel.perf_event_paranoid = -1, and tracefs at /sys/kernel/tracing)"
 else
     perf_state=ok
     for ev in ext4:ext4_sync_file_enter ext4:ext4_sync_fs io_uring:io_uring_submit_req \
@@ -110,7 +112,8 @@ if [ "$perf_state" = ok ]; then
     awk -v to="$t_open" -v tc="$t_close" '
         {
             # comm tid time: event: trace...   (comm may be "iou-wrk-123")
-            for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+\.[0-9]+:$/) { t = substr($i, 1, length($i) - 1); e = $(i + 1); break }
+            for (i = 1; i <= NF; i++)
+                if ($i ~ /^[0-9]+\.[0-9]+:$/) { t = substr($i, 1, length($i) - 1); e = $(i + 1); break }
             sub(":$", "", e)
             if (e == "io_uring:io_uring_submit_req") {
                 if ($0 ~ /opcode FSYNC,/) e = "io_uring submit FSYNC"
@@ -136,8 +139,13 @@ if [ "$perf_state" = ok ]; then
     pw=$(cat "$work/perf.writer")
     writer_syncs=$((writer_syncs + pw))
     echo "   perf: $pw sync event(s) between open_done and close_begin"
-    ccount=$(awk -v tc="$t_close" '/ext4_sync_file_enter/ { for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+\.[0-9]+:$/) { t = substr($i, 1, length($i) - 1); break }
-                                       if (t + 0 >= tc + 0) n++ } END { print n + 0 }' "$work/perf.txt")
+    ccount=$(awk -v tc="$t_close" '
+        /ext4_sync_file_enter/ {
+            for (i = 1; i <= NF; i++)
+                if ($i ~ /^[0-9]+\.[0-9]+:$/) { t = substr($i, 1, length($i) - 1); break }
+            if (t + 0 >= tc + 0) n++
+        }
+        END { print n + 0 }' "$work/perf.txt")
     if [ "$fstype" = ext4 ] && [ "$ccount" = 0 ]; then
         echo "   WARNING: no ext4_sync_file_enter during close either: the tracepoint is not seeing this map's syncs"
     fi
