@@ -1,5 +1,6 @@
-/* bm-bench / bm-bench-rwlock: runs the issue-4 workloads on the systems this binary carries and appends
- * result rows to a CSV (run mode), or turns such a CSV into the merged table and target ratios (--report).
+/* bm-bench / bm-bench-rwlock: runs the issue-4 workloads (and issue 7's flush costs) on the systems this binary
+ * carries and appends result rows to a CSV (run mode), or turns such a CSV into the merged table and target
+ * ratios (--report).
  * bench/run.sh runs both binaries into one CSV and then reports. */
 #include <pthread.h>
 #include <stdlib.h>
@@ -22,7 +23,10 @@ static void usage(FILE *f)
             "  --w4-dur S         seconds per workload-4 run (default 5)\n"
             "  --w4-readers R     reader threads in workload 4 (default 1, plus the writer)\n"
             "  --w4-buckets B     shard count of workload 4's second run (default 16)\n"
-            "  --workloads LIST   subset of 1..6 (default all)\n"
+            "  --w4-flush-ms MS   background flusher period in workload 4, systems that have one\n"
+            "                     (default 1000; 0 = no flusher)\n"
+            "  --w7-updates U     workload 7: random updates before the second timed flush (default 1000)\n"
+            "  --workloads LIST   subset of 1..7 (default all; 7 = flush after N inserts, after U updates)\n"
             "  --sample K         time every K-th get in workloads 2, 3, 5 (power of two, default 8)\n"
             "  --seed S           key seed\n"
             "  --scratch DIR      where the stores live (default: a new directory in $TMPDIR or /tmp)\n"
@@ -66,7 +70,8 @@ static unsigned parse_list(const char *s, unsigned *out, unsigned max)
 int main(int argc, char **argv)
 {
     bench_opts o = {.n = 1000000, .threads = {1, 2}, .n_threads = 2, .dur = 2, .w4_dur = 5, .w4_readers = 1,
-                    .w4_buckets = 16, .sample = 8, .seed = 0x6b75636b65746d61ull, .workloads = 0x7e};
+                    .w4_buckets = 16, .w4_flush_ms = 1000, .w7_updates = 1000, .sample = 8,
+                    .seed = 0x6b75636b65746d61ull, .workloads = 0xfe};
     const char *systems = sys_default_list(), *csv_path = NULL, *report_path = NULL, *out_dir = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -94,11 +99,15 @@ int main(int argc, char **argv)
             o.w4_readers = (unsigned)strtoul(v, NULL, 10);
         } else if (!strcmp(a, "--w4-buckets")) {
             o.w4_buckets = (uint32_t)strtoul(v, NULL, 10);
+        } else if (!strcmp(a, "--w4-flush-ms")) {
+            o.w4_flush_ms = (uint32_t)strtoul(v, NULL, 10);
+        } else if (!strcmp(a, "--w7-updates")) {
+            o.w7_updates = (unsigned)strtoul(v, NULL, 10);
         } else if (!strcmp(a, "--workloads")) {
-            unsigned w[6], n = parse_list(v, w, 6);
+            unsigned w[7], n = parse_list(v, w, 7);
             o.workloads = 0;
             for (unsigned k = 0; k < n; k++)
-                o.workloads |= w[k] <= 6 ? 1u << w[k] : 0;
+                o.workloads |= w[k] <= 7 ? 1u << w[k] : 0;
             if (!o.workloads)
                 o.workloads = 1; /* bit 0 alone: no valid workload, rejected below */
         } else if (!strcmp(a, "--sample")) {

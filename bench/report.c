@@ -7,7 +7,7 @@
 
 #include "results.h"
 
-static const char *const systems[] = {"bucketmap", "rwlock", "lfht", "lmdb"};
+static const char *const systems[] = {"bucketmap", "rwlock", "lfht", "lmdb", "lmdb-wmap"};
 #define N_SYS (sizeof systems / sizeof systems[0])
 static const char *const wls[] = {"w1_insert", "w2_get", "w3_absent", "w5_zipf", "w4_churn", "w4_churn16"};
 #define N_WL (sizeof wls / sizeof wls[0])
@@ -54,7 +54,7 @@ static void us(FILE *out, double ns)
 
 static void print_table(const res_set *rs, FILE *out, FILE *wide)
 {
-    fprintf(out, "%-10s %-11s %3s %8s %9s %9s %9s %9s %9s  %s\n", "system", "workload", "T", "Mops/s", "p50 us",
+    fprintf(out, "%-11s %-11s %3s %8s %9s %9s %9s %9s %9s  %s\n", "system", "workload", "T", "Mops/s", "p50 us",
             "p99 us", "p99.9 us", "max us", "stall us", "notes");
     if (wide)
         fprintf(wide, "system,workload,threads,mops,p50_us,p99_us,p999_us,max_us,stall_us,writer_ops\n");
@@ -67,7 +67,7 @@ static void print_table(const res_set *rs, FILE *out, FILE *wide)
                 double v[6] = {res_get(rs, sy, wl, th[k], "mops"),      res_get(rs, sy, wl, th[k], "p50_ns"),
                                res_get(rs, sy, wl, th[k], "p99_ns"),    res_get(rs, sy, wl, th[k], "p999_ns"),
                                res_get(rs, sy, wl, th[k], "max_ns"),    res_get(rs, sy, wl, th[k], "stall_ns")};
-                fprintf(out, "%-10s %-11s %3u %8.3f", sy, wl, th[k], v[0]);
+                fprintf(out, "%-11s %-11s %3u %8.3f", sy, wl, th[k], v[0]);
                 for (int i = 1; i < 6; i++)
                     us(out, v[i]);
                 double wops = res_get(rs, sy, wl, th[k], "writer_ops");
@@ -80,6 +80,10 @@ static void print_table(const res_set *rs, FILE *out, FILE *wide)
                     fprintf(out, " %.1f B/entry", bpe);
                 if (!isnan(grows))
                     fprintf(out, " %.0f grows", grows);
+                double fms = res_get(rs, sy, wl, th[k], "flush_ms");
+                if (!isnan(fms))
+                    fprintf(out, fms > 0 ? " flusher %.0f ms: %.0f flushes" : " no flusher",
+                            fms, res_get(rs, sy, wl, th[k], "flushes"));
                 fprintf(out, "\n");
                 if (wide)
                     fprintf(wide, "%s,%s,%u,%.4f,%.3f,%.3f,%.3f,%.3f,%.3f,%.0f\n", sy, wl, th[k], v[0], v[1] / 1e3,
@@ -90,11 +94,41 @@ static void print_table(const res_set *rs, FILE *out, FILE *wide)
         const res_row *na = res_find(rs, systems[s], "w6_reopen", 1, "na");
         double ro = res_get(rs, systems[s], "w6_reopen", 1, "reopen_ms");
         if (na)
-            fprintf(out, "%-10s %-11s     n/a: %s\n", systems[s], "w6_reopen", na->text);
+            fprintf(out, "%-11s %-11s     n/a: %s\n", systems[s], "w6_reopen", na->text);
         else if (!isnan(ro))
-            fprintf(out, "%-10s %-11s     close %.2f ms, reopen %.3f ms, first get %.1f us\n", systems[s],
+            fprintf(out, "%-11s %-11s     close %.2f ms, reopen %.3f ms, first get %.1f us\n", systems[s],
                     "w6_reopen", res_get(rs, systems[s], "w6_reopen", 1, "close_ms"), ro,
                     res_get(rs, systems[s], "w6_reopen", 1, "first_get_us"));
+    }
+}
+
+/* Workload 7: one flush right after N inserts, one after U random updates (systems with a flush). */
+static void print_flush_table(const res_set *rs, FILE *out)
+{
+    int any = 0;
+    for (unsigned s = 0; s < N_SYS; s++) {
+        const char *sy = systems[s];
+        double a = res_get(rs, sy, "w7_flush", 1, "fill_flush_ms");
+        if (isnan(a))
+            continue;
+        if (!any++)
+            fprintf(out, "\nWorkload 7: cost of one flush (bucketmap: bm_flush; lmdb: mdb_env_sync(force)), no "
+                         "background flusher\n%-11s %22s %7s %22s %7s\n",
+                    "system", "after N inserts (ms)", "files", "after U updates (ms)", "files");
+        double fa = res_get(rs, sy, "w7_flush", 1, "fill_flush_files");
+        double fb = res_get(rs, sy, "w7_flush", 1, "upd_flush_files");
+        fprintf(out, "%-11s %22.2f", sy, a);
+        if (isnan(fa))
+            fprintf(out, " %7s", "-");
+        else
+            fprintf(out, " %7.0f", fa);
+        fprintf(out, " %22.2f", res_get(rs, sy, "w7_flush", 1, "upd_flush_ms"));
+        if (isnan(fb))
+            fprintf(out, " %7s", "-");
+        else
+            fprintf(out, " %7.0f", fb);
+        fprintf(out, "   (N = %.0f, U = %.0f)\n", res_get(rs, sy, "w7_flush", 1, "keys"),
+                res_get(rs, sy, "w7_flush", 1, "updates"));
     }
 }
 
@@ -142,6 +176,35 @@ static void print_targets(const res_set *rs, FILE *out)
            72, "");
     fprintf(out, "  (lmdb: %.1f bytes per entry; keys: %.0f)\n",
             res_get(rs, "lmdb", "w1_insert", 1, "bytes_per_entry"), res_get(rs, "bucketmap", "w1_insert", 1, "ops"));
+
+    /* Issue 7 (persistent map on the ext4 scratch, N = 1M); w4 runs with the background flusher. */
+    fprintf(out, "\nTargets (issue 7), from this one run:\n");
+    target(out, "w1 insert: bucketmap / lmdb-wmap (Mops/s)",
+           res_get(rs, "bucketmap", "w1_insert", 1, "mops") / res_get(rs, "lmdb-wmap", "w1_insert", 1, "mops"), 1, 2,
+           "x");
+    static const char *const w4[2] = {"w4_churn16", "w4_churn"};
+    static const char *const w4name[2] = {"w4 16 buckets", "w4 default bkts"};
+    for (unsigned k = 0; k < 2; k++) {
+        char what[96];
+        unsigned t4[4];
+        unsigned rr = thread_counts(rs, "bucketmap", w4[k], t4, 4) ? t4[0] : 1;
+        double fms = res_get(rs, "bucketmap", w4[k], rr, "flush_ms");
+        snprintf(what, sizeof what, "%s, flusher %s: reader p99.9 (us)", w4name[k],
+                 isnan(fms) ? "?" : fms > 0 ? "on" : "OFF");
+        target(out, what, res_get(rs, "bucketmap", w4[k], rr, "p999_ns") / 1e3, 0, 2, "");
+        snprintf(what, sizeof what, "%s: longest stall bucketmap / rwlock", w4name[k]);
+        target(out, what,
+               res_get(rs, "bucketmap", w4[k], rr, "stall_ns") / res_get(rs, "rwlock", w4[k], rr, "stall_ns"), 0,
+               0.1, "x");
+    }
+    if (isnan(res_get(rs, "bucketmap", "w7_flush", 1, "fill_flush_ms")))
+        fprintf(out, "  bm_flush after N inserts and after 1000 random updates (workload 7)  NOT MEASURED\n");
+    else
+        fprintf(out, "  bm_flush right after %.0f inserts: %.2f ms; after %.0f random updates: %.2f ms (no target)\n",
+                res_get(rs, "bucketmap", "w7_flush", 1, "keys"),
+                res_get(rs, "bucketmap", "w7_flush", 1, "fill_flush_ms"),
+                res_get(rs, "bucketmap", "w7_flush", 1, "updates"),
+                res_get(rs, "bucketmap", "w7_flush", 1, "upd_flush_ms"));
 }
 
 static void write_dat(const res_set *rs, const char *dir)
@@ -196,6 +259,7 @@ int report(const char *csv_path, const char *dir, FILE *out)
     print_table(&rs, out, wide);
     if (wide)
         fclose(wide);
+    print_flush_table(&rs, out);
     print_targets(&rs, out);
     if (dir)
         write_dat(&rs, dir);

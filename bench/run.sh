@@ -1,7 +1,9 @@
 #!/bin/sh
-# Runs the whole comparison: bm-bench (bucketmap, lfht, lmdb) and bm-bench-rwlock (the reader-rwlock
-# ablation) append to one results CSV, then bm-bench --report merges it into one table with the issue's
-# target ratios, and gnuplot draws the two plots.
+# Runs the whole comparison: bm-bench (bucketmap, lfht, lmdb, lmdb-wmap) and bm-bench-rwlock (the
+# reader-rwlock ablation) append to one results CSV, then bm-bench --report merges it into one table with
+# the issues' target ratios and the flush-cost table (workload 7), and gnuplot draws the two plots.
+# Workload 4 runs at the default bucket count and at 16 buckets, the persistent maps with the background
+# flusher at 1000 ms (bm-bench's default --w4-flush-ms; pass -- --w4-flush-ms 0 to run without it).
 #   bench/run.sh [--quick] [--bin-dir DIR] [--out DIR] [-- extra bm-bench options]
 # Outputs in --out (default ./bench-out): results.csv (long format, every measurement), table.csv (one row
 # per system x workload x threads), report.txt (what is printed), w2_threads.png, w4_latency.png.
@@ -17,7 +19,7 @@ while [ $# -gt 0 ]; do
     --bin-dir) bin=$2; shift ;;
     --out) out=$2; shift ;;
     --) shift; break ;;
-    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -45,6 +47,8 @@ if ! command -v gnuplot >/dev/null 2>&1; then
     echo "run.sh: gnuplot not found, no plots" >&2
     exit 0
 fi
+# One column per system in w2_threads.dat (the first is the thread count).
+ncol=$(awk 'NR == 1 { print NF; exit }' "$out/w2_threads.dat")
 gnuplot <<GP
 set terminal pngcairo size 900,560 font "sans,11"
 set output "$out/w2_threads.png"
@@ -57,7 +61,7 @@ set xtics 1
 set xrange [0.8:*]
 set yrange [0:*]
 set datafile missing "NaN"
-plot for [c=2:5] "$out/w2_threads.dat" using 1:c with linespoints lw 2 pt 7 ps 1.3 title columnhead(c)
+plot for [c=2:$ncol] "$out/w2_threads.dat" using 1:c with linespoints lw 2 pt 7 ps 1.3 title columnhead(c)
 GP
 gnuplot <<GP
 set terminal pngcairo size 1000,560 font "sans,11"

@@ -36,6 +36,7 @@ static int bmb_open(const sys_cfg *cfg, void **out, char *err, size_t errlen)
         .drives = drives,
         .n_drives = 1,
         .restart_path = restart,
+        .flush_interval_ms = cfg->flush_ms,
     };
     int rc = bm_open(&c, &db->m);
     if (rc == 0) {
@@ -45,6 +46,7 @@ static int bmb_open(const sys_cfg *cfg, void **out, char *err, size_t errlen)
          * the reopen workload report n/a with this reason. */
         snprintf(db->why, sizeof db->why, "bm_open with restart_path: %s", bm_strerror(rc));
         c.restart_path = NULL;
+        c.flush_interval_ms = 0;
         rc = bm_open(&c, &db->m);
     }
     if (rc != 0) {
@@ -120,6 +122,12 @@ static int bmb_del(void *p, void *tc, const uint8_t key[KEY_LEN])
     return rc == BM_ENOTFOUND ? SYS_ABSENT : rc;
 }
 
+static int bmb_flush(void *p)
+{
+    bmb_db *db = p;
+    return bm_flush(db->m);
+}
+
 static void bmb_info(void *p, sys_info *out)
 {
     bmb_db *db = p;
@@ -132,6 +140,9 @@ static void bmb_info(void *p, sys_info *out)
     out->grows = st.index_grows + st.data_grows;
     out->has_entries = 1;
     out->entries = st.entries;
+    out->has_flushes = 1;
+    out->flushes = st.flushes;
+    out->files_flushed = st.files_flushed;
 }
 
 const sys_ops sys_bucketmap = {
@@ -145,6 +156,7 @@ const sys_ops sys_bucketmap = {
     .insert = bmb_insert,
     .get = bmb_get,
     .del = bmb_del,
+    .flush = bmb_flush,
     .info = bmb_info,
     .strerror = bm_strerror,
 };

@@ -15,6 +15,7 @@ typedef struct sys_cfg {
     int reopen;       /* open what close left in dir; do not fall back to a fresh store */
     uint32_t buckets; /* shard count for systems that shard; 0 = the system's default */
     uint64_t n_hint;  /* keys the run will hold, for systems that must size a file up front */
+    uint32_t flush_ms; /* > 0: a background flusher with this period, where the system has one */
 } sys_cfg;
 
 typedef struct sys_info {
@@ -24,6 +25,9 @@ typedef struct sys_info {
     uint64_t grows; /* cumulative resizes so far */
     int has_entries;
     uint64_t entries;
+    int has_flushes;
+    uint64_t flushes;       /* cumulative completed flushes (explicit or background) */
+    uint64_t files_flushed; /* cumulative files those flushes synced */
 } sys_info;
 
 typedef struct sys_ops {
@@ -43,6 +47,9 @@ typedef struct sys_ops {
     int (*insert)(void *db, void *tc, const uint8_t key[KEY_LEN], uint64_t val);
     int (*get)(void *db, void *tc, const uint8_t key[KEY_LEN], uint64_t *val);
     int (*del)(void *db, void *tc, const uint8_t key[KEY_LEN]);
+    /* Optional (NULL for an in-memory system): makes every write that returned before it durable. 0 or
+     * the system's (negative) error. Called on a thread that is not between thread_enter and thread_exit. */
+    int (*flush)(void *db);
     /* open, close and info run on a thread that is not between thread_enter and thread_exit. */
     void (*info)(void *db, sys_info *out);
     const char *(*strerror)(int err);
@@ -50,9 +57,10 @@ typedef struct sys_ops {
 
 extern const sys_ops sys_bucketmap; /* named "bucketmap", or "rwlock" in the ablation build */
 extern const sys_ops sys_lfht;
-extern const sys_ops sys_lmdb;
+extern const sys_ops sys_lmdb;      /* MDB_NOSYNC */
+extern const sys_ops sys_lmdb_wmap; /* MDB_WRITEMAP | MDB_NOSYNC | MDB_NOMETASYNC */
 
-/* Systems this binary can run in-process (bm-bench: bucketmap, lfht, lmdb; bm-bench-rwlock: rwlock), NULL
+/* Systems this binary can run in-process (bm-bench: bucketmap, lfht, lmdb, lmdb-wmap; bm-bench-rwlock: rwlock), NULL
  * for any other name; sys_default_list is the comma-separated list run when none is given. */
 const sys_ops *sys_find(const char *name);
 const char *sys_default_list(void);

@@ -1,6 +1,8 @@
-/* One system through the six workloads: workload 1 fills a fresh store (timed, one insert at a time),
+/* One system through the workloads: workload 1 fills a fresh store (timed, one insert at a time),
  * workloads 2, 3 and 5 read that store, workload 6 closes and reopens it; workload 4 then runs on fresh
- * stores of its own (default shard count, then the small one), since it changes the contents. */
+ * stores of its own (default shard count, then the small one), since it changes the contents; workload 7
+ * (systems with a flush) times one flush right after N inserts and one after U random updates, on a fresh
+ * store of its own so that workload 6's close still finds workload 1's writes unflushed. */
 #include <errno.h>
 #include <ftw.h>
 #include <limits.h>
@@ -158,6 +160,83 @@ static int w6_reopen(wl_ctx *c, const sys_cfg *cfg)
     return verify(c, "after reopen");
 }
 
+/* Workload 7: a fresh store (no background flusher), N inserts untimed (one per call for bucketmap; LMDB
+ * commits them in batches, which leaves the same pages dirty), then one timed flush; then U upserts of
+ * random present keys with a new value, one timed flush, and a check that those keys read the new value. */
+static int w7_flush(const sys_ops *s, const bench_opts *o, FILE *csv, const char *dir)
+{
+    sys_cfg cfg = {.dir = dir, .n_hint = o->n};
+    char err[200] = "";
+    void *db;
+    if (s->open(&cfg, &db, err, sizeof err) != 0) {
+        fprintf(stderr, "%s w7_flush: open: %s\n", s->name, err);
+        return -1;
+    }
+    int rc = wl_fill(s, db, 0, o->n, o->seed);
+    if (rc != 0) {
+        fprintf(stderr, "%s w7_flush: fill: %s\n", s->name, s->strerror(rc));
+        s->close(db);
+        return -1;
+    }
+    sys_info i0, i1, i2;
+    s->info(db, &i0);
+    uint64_t t0 = now_ns();
+    rc = s->flush(db);
+    uint64_t t1 = now_ns();
+    s->info(db, &i1);
+    if (rc != 0) {
+        fprintf(stderr, "%s w7_flush: flush after fill: %s\n", s->name, s->strerror(rc));
+        s->close(db);
+        return -1;
+    }
+    const uint64_t upd_mask = 0xa5a5a5a5a5a5a5a5ull;
+    void *tc = s->thread_enter(db);
+    uint8_t key[KEY_LEN];
+    uint64_t rng = o->seed ^ 0x7777, idx[64];
+    for (unsigned u = 0; u < o->w7_updates && rc == 0; u++) {
+        uint64_t i = rng_below(&rng, o->n);
+        if (u < 64)
+            idx[u] = i;
+        key_of(o->seed, KEY_PRESENT, i, key);
+        rc = s->insert(db, tc, key, val_of(i) ^ upd_mask);
+    }
+    s->thread_exit(db, tc);
+    uint64_t t2 = now_ns();
+    if (rc == 0)
+        rc = s->flush(db);
+    uint64_t t3 = now_ns();
+    s->info(db, &i2);
+    if (rc != 0) {
+        fprintf(stderr, "%s w7_flush: updates or flush after updates: %s\n", s->name, s->strerror(rc));
+        s->close(db);
+        return -1;
+    }
+    tc = s->thread_enter(db);
+    unsigned checked = o->w7_updates < 64 ? o->w7_updates : 64;
+    for (unsigned u = 0; u < checked && rc == 0; u++) {
+        uint64_t v = 0;
+        key_of(o->seed, KEY_PRESENT, idx[u], key);
+        if (s->get(db, tc, key, &v) != SYS_FOUND || v != (val_of(idx[u]) ^ upd_mask)) {
+            fprintf(stderr, "%s w7_flush: key %llu does not read its updated value\n", s->name,
+                    (unsigned long long)idx[u]);
+            rc = -1;
+        }
+    }
+    s->thread_exit(db, tc);
+    if (rc == 0) {
+        res_emit(csv, s->name, "w7_flush", 1, "keys", (double)o->n);
+        res_emit(csv, s->name, "w7_flush", 1, "fill_flush_ms", (double)(t1 - t0) / 1e6);
+        res_emit(csv, s->name, "w7_flush", 1, "updates", (double)o->w7_updates);
+        res_emit(csv, s->name, "w7_flush", 1, "upd_flush_ms", (double)(t3 - t2) / 1e6);
+        if (i0.has_flushes && i1.has_flushes && i2.has_flushes) {
+            res_emit(csv, s->name, "w7_flush", 1, "fill_flush_files", (double)(i1.files_flushed - i0.files_flushed));
+            res_emit(csv, s->name, "w7_flush", 1, "upd_flush_files", (double)(i2.files_flushed - i1.files_flushed));
+        }
+    }
+    s->close(db);
+    return rc;
+}
+
 static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
 {
     (void)st, (void)type, (void)ftw;
@@ -233,6 +312,14 @@ int run_system(const sys_ops *s, const bench_opts *o, FILE *csv)
             rc = wl_churn(s, o, csv, dir, buckets, names[k]);
             rm_tree(dir);
         }
+    }
+    if (rc == 0 && (want & 1u << 7) && s->flush) {
+        fprintf(stderr, "  %s: workload 7 (flush after %llu inserts, after %u updates)\n", s->name,
+                (unsigned long long)o->n, o->w7_updates);
+        if (make_dir(dir, sizeof dir, o, s, "flush") != 0)
+            return -1;
+        rc = w7_flush(s, o, csv, dir);
+        rm_tree(dir);
     }
     return rc;
 }

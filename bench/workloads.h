@@ -1,4 +1,5 @@
-/* The six workloads of issue 4, run against one system in the current process. */
+/* The six workloads of issue 4 and issue 7's flush costs (workload 7), run against one system in the
+ * current process. */
 #ifndef BENCH_WORKLOADS_H
 #define BENCH_WORKLOADS_H
 
@@ -17,10 +18,12 @@ typedef struct bench_opts {
     double w4_dur;                        /* seconds per workload-4 run */
     unsigned w4_readers;                  /* reader threads in workload 4 (plus one writer) */
     uint32_t w4_buckets;                  /* the small bucket count of workload 4's second run */
+    uint32_t w4_flush_ms;                 /* workload 4: background flusher period (0 = none) */
+    unsigned w7_updates;                  /* workload 7: random updates before the second flush */
     unsigned sample;                      /* time every sample-th op in throughput runs (power of two) */
     uint64_t seed;
     const char *scratch;                  /* parent directory for the systems' files */
-    unsigned workloads;                   /* bit w set: run workload w (1..6) */
+    unsigned workloads;                   /* bit w set: run workload w (1..7) */
 } bench_opts;
 
 /* Runs the selected workloads on s, appending result rows to csv. Returns 0, or non-zero when the system
