@@ -965,7 +965,8 @@ static void pl_check(const struct pl_shape *sh, const char *dir, int expect, str
     if (err)
         pl_violation(r, PLK_VERIFY,
                      "bm_verify %d (%s): entries %" PRIu64 ", bad entry sums %" PRIu64 ", bad cells %" PRIu64
-                     ", bad refs %" PRIu64 ", misplaced %" PRIu64 ", orphan cells %" PRIu64 ", count mismatches %" PRIu64,
+                     ", bad refs %" PRIu64 ", misplaced %" PRIu64 ", orphan cells %" PRIu64
+                     ", count mismatches %" PRIu64,
                      err, bm_strerror(err), vr.entries, vr.bad_entry_sums, vr.bad_cells, vr.bad_refs, vr.misplaced,
                      vr.orphan_cells, vr.count_mismatches);
     bm_close(m);
@@ -981,7 +982,8 @@ static void pl_check(const struct pl_shape *sh, const char *dir, int expect, str
             if (memcmp(&d, &dg[key], sizeof(d))) {
                 pl_fmt_got(gs, sizeof(gs), &g);
                 pl_violation(r, PLK_REOPEN_DIFF,
-                             "key %u after bm_close + bm_open: got %s; the first open read err %d n=%u rc=%" PRIu64, key,
+                             "key %u after bm_close + bm_open: got %s; the first open read err %d n=%u rc=%" PRIu64,
+                             key,
                              gs, dg[key].err, dg[key].n, dg[key].rc);
             }
         }
@@ -1043,11 +1045,11 @@ static void pl_check_forked(const struct pl_shape *sh, const char *dir, int expe
 /* ---- Driving runs ------------------------------------------------------------------------------------ */
 
 struct pl_totals {
-    uint32_t runs, images, passed, failed, kills_mid, kills_done, grown_runs;
+    uint32_t runs, images, passed, failed, kills_mid, kills_done, grown_runs, selftests;
     uint32_t first_kind[PLK_N], images_with[PLK_N];
     uint64_t keys_bad[PLK_N];
     uint32_t printed;
-    char first_fail[1400];
+    char first_fail[2400];
 };
 
 static char pl_work[PL_PATH], pl_live[PL_PATH], pl_a[PL_PATH], pl_b[PL_PATH], pl_img[PL_PATH];
@@ -1190,8 +1192,10 @@ static void pl_do_run(const struct pl_run *run, struct pl_snap *sa, struct pl_sn
     pl_rm(pl_live);
 }
 
-static void pl_image(const struct pl_run *run, int shape_no, const struct pl_snap *sa, const struct pl_snap *sb,
-                     int mode, int expect, uint64_t img_seed, struct pl_totals *tot)
+/* Composes one image, checks it in a fresh process and counts the result in tot (NULL: the harness's
+ * self-test, not counted). Returns the first violation's kind, -1 when the image passed. */
+static int pl_image(const struct pl_run *run, int shape_no, const struct pl_snap *sa, const struct pl_snap *sb,
+                    int mode, int expect, uint64_t img_seed, struct pl_totals *tot)
 {
     static const char *const mode_name[] = {"mixed", "all-A", "all-B"};
     struct pl_compose_stats cs;
@@ -1199,11 +1203,25 @@ static void pl_image(const struct pl_run *run, int shape_no, const struct pl_sna
     pl_compose(pl_a, sa, pl_b, sb, pl_img, mode, img_seed, &cs);
     struct pl_result res;
     pl_check_forked(run->sh, pl_img, expect, &res);
+    /* BM_POWERLOSS_KEEP=DIR keeps the first failing image (and its A and B) for a look with bmctl. */
+    static int kept;
+    const char *keep = getenv("BM_POWERLOSS_KEEP");
+    if (tot && res.first >= 0 && keep && !kept) {
+        char cmd[3 * PL_PATH + 64];
+        pl_fmt(cmd, sizeof(cmd), "mkdir -p '%s' && cp -a '%s' '%s' '%s' '%s/'", keep, pl_img, pl_a, pl_b, keep);
+        kept = 1;
+        if (system(cmd) != 0)
+            fprintf(stderr, "powerloss: could not keep the image in %s\n", keep);
+        else
+            fprintf(stderr, "powerloss: kept the first failing image (img/, A/, B/) in %s\n", keep);
+    }
     pl_rm(pl_img);
+    if (!tot)
+        return res.first;
     tot->images++;
     if (res.first < 0) {
         tot->passed++;
-        return;
+        return -1;
     }
     tot->failed++;
     tot->first_kind[res.first]++;
@@ -1211,7 +1229,7 @@ static void pl_image(const struct pl_run *run, int shape_no, const struct pl_sna
         tot->images_with[k] += res.nbad[k] > 0;
         tot->keys_bad[k] += res.nbad[k];
     }
-    char line[1400], more[256] = "";
+    char line[2400], more[256] = "";
     int o = 0;
     for (int k = 0; k < PLK_N; k++)
         if (res.nbad[k] && o < (int)sizeof(more) - 40)
@@ -1221,7 +1239,8 @@ static void pl_image(const struct pl_run *run, int shape_no, const struct pl_sna
     snprintf(line, sizeof(line),
              "shape %d (elem %u, %u drive%s, %u bucket%s, restart %s) run seed 0x%" PRIx64 " %s image seed 0x%" PRIx64
              " (files: %u in both [%u changed; pages %u A, %u B, %u torn], %u only in A, only in B %u absent / %u empty"
-             " / %u partial, replaced %u old / %u new; %" PRIu64 " ops acknowledged after the flush%s): %s: %s [all: %s]",
+             " / %u partial, replaced %u old / %u new; %" PRIu64 " ops acknowledged after the flush%s): %s: %s"
+             " [all: %s]",
              shape_no, sh->elem_size, sh->drives, sh->drives > 1 ? "s" : "", sh->buckets, sh->buckets > 1 ? "s" : "",
              sh->restart_in >= 0 ? "in a drive" : "outside", run->seed, mode_name[mode], img_seed, cs.both, cs.changed,
              cs.pages_a, cs.pages_b, cs.torn, cs.only_a, cs.only_b_absent, cs.only_b_empty, cs.only_b_partial,
@@ -1231,14 +1250,16 @@ static void pl_image(const struct pl_run *run, int shape_no, const struct pl_sna
         snprintf(tot->first_fail, sizeof(tot->first_fail), "%s", line);
     if (tot->printed++ < 12 || getenv("BM_POWERLOSS_VERBOSE"))
         fprintf(stderr, "powerloss: FAIL %s\n", line);
+    return res.first;
 }
 
 static void pl_summary(const char *what, const struct pl_totals *t, double secs)
 {
     fprintf(stderr,
             "%s: %u runs (%u killed mid-run, %u killed after finishing, %u with every bucket grown after the flush), "
-            "%u images: %u passed, %u failed, %.1f s\n",
-            what, t->runs, t->kills_mid, t->kills_done, t->grown_runs, t->images, t->passed, t->failed, secs);
+            "%u images: %u passed, %u failed%s, %.1f s\n",
+            what, t->runs, t->kills_mid, t->kills_done, t->grown_runs, t->images, t->passed, t->failed,
+            t->selftests ? " (and the checker found the wrong key in every swapped self-test image)" : "", secs);
     for (int k = 0; k < PLK_N; k++)
         if (t->images_with[k])
             fprintf(stderr, "%s:   %-38s first violation in %4u images, seen in %4u images, %" PRIu64 " times\n", what,
@@ -1261,11 +1282,23 @@ static double pl_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+static int pl_count_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    ck_assert_ptr_nonnull(d);
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
+}
+
 /* Runs `runs_per_shape` runs of every shape; after each, the images `per_run` asks for. */
 static void pl_campaign(const char *what, uint64_t seed, int runs_per_shape, int end, int mixed_images,
                         struct pl_totals *tot)
 {
     struct pl_snap sa = {0}, sb = {0};
+    int fds = pl_count_fds();
     pl_dirs();
     memset(tot, 0, sizeof(*tot));
     for (int rn = 0; rn < runs_per_shape; rn++)
@@ -1281,6 +1314,21 @@ static void pl_campaign(const char *what, uint64_t seed, int runs_per_shape, int
                 pl_image(&run, shn, &sa, &sb, PL_IMG_B, end == PL_END_CLEAN ? PL_EXPECT_LAST : PL_EXPECT_SIGKILL, 0,
                          tot);
             }
+            if (end == PL_END_CLEAN) {
+                /* Self-test of the checker: A held to the last states and B to the flushed ones must fail
+                 * whenever some key changed after the flush. */
+                int changed = 0;
+                for (uint32_t k = 0; k < L.nkeys; k++)
+                    changed |= !pl_state_eq(&L.flushed[k], &L.last[k]);
+                ck_assert_msg(changed, "run seed 0x%" PRIx64 ": no key changed after the flush", run.seed);
+                int a = pl_image(&run, shn, &sa, &sb, PL_IMG_A, PL_EXPECT_LAST, 0, NULL);
+                int b = pl_image(&run, shn, &sa, &sb, PL_IMG_B, PL_EXPECT_FLUSHED, 0, NULL);
+                ck_assert_msg(a == PLK_UNTOUCHED && b == PLK_UNTOUCHED,
+                              "harness self-test, run seed 0x%" PRIx64 ": state A held to the last acknowledged states "
+                              "gave %d, state B held to the flushed states gave %d (want %d: a wrong key found)",
+                              run.seed, a, b, PLK_UNTOUCHED);
+                tot->selftests += 2;
+            }
             if (getenv("BM_POWERLOSS_VERBOSE") || (mixed_images && tot->runs % 25 == 0))
                 fprintf(stderr, "%s: %u runs, %u images, %u failed so far\n", what, tot->runs, tot->images,
                         tot->failed);
@@ -1289,6 +1337,8 @@ static void pl_campaign(const char *what, uint64_t seed, int runs_per_shape, int
     pl_snap_free(&sb);
     pl_ledger_reset();
     pl_rm(pl_work);
+    ck_assert_msg(pl_count_fds() == fds, "%s: %d file descriptors open before the runs, %d after", what, fds,
+                  pl_count_fds());
 }
 
 /* State B opened as the SIGKILL left it (every acknowledged op there, the one in flight all or nothing) and
@@ -1326,7 +1376,8 @@ START_TEST(t_powerloss)
     long want = env ? strtol(env, NULL, 0) : 320;
     if (want < 1)
         want = 1;
-    int per_shape_runs = (int)((want + PL_IMAGES_PER_RUN * (long)PL_NSHAPES - 1) / (PL_IMAGES_PER_RUN * (long)PL_NSHAPES));
+    long per_round = PL_IMAGES_PER_RUN * (long)PL_NSHAPES;
+    int per_shape_runs = (int)((want + per_round - 1) / per_round);
     struct pl_totals t;
     double t0 = pl_now();
     pl_campaign("powerloss/images", seed ^ 3, per_shape_runs, PL_END_KILL, PL_IMAGES_PER_RUN, &t);
