@@ -762,6 +762,7 @@ struct pl_result {
     int first; /* first violation's kind, -1: none */
     uint32_t nbad[PLK_N];
     char msg[1024];
+    char kmsg[PLK_N][240]; /* the first violation of each kind */
 };
 
 struct pl_got {
@@ -881,11 +882,15 @@ static int pl_fe_fn(const bm_key *k, const bm_value *v, void *arg)
 static void pl_violation(struct pl_result *r, int kind, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void pl_violation(struct pl_result *r, int kind, const char *fmt, ...)
 {
-    r->nbad[kind]++;
+    if (r->nbad[kind]++ && r->first >= 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->kmsg[kind], sizeof(r->kmsg[kind]), fmt, ap);
+    va_end(ap);
     if (r->first >= 0)
         return;
     r->first = kind;
-    va_list ap;
     va_start(ap, fmt);
     vsnprintf(r->msg, sizeof(r->msg), fmt, ap);
     va_end(ap);
@@ -1048,6 +1053,7 @@ struct pl_totals {
     uint32_t runs, images, passed, failed, kills_mid, kills_done, grown_runs, selftests;
     uint32_t first_kind[PLK_N], images_with[PLK_N];
     uint64_t keys_bad[PLK_N];
+    char example[PLK_N][320]; /* the first of each kind seen in any image, with its image seed */
     uint32_t printed;
     char first_fail[2400];
 };
@@ -1228,6 +1234,9 @@ static int pl_image(const struct pl_run *run, int shape_no, const struct pl_snap
     for (int k = 0; k < PLK_N; k++) {
         tot->images_with[k] += res.nbad[k] > 0;
         tot->keys_bad[k] += res.nbad[k];
+        if (res.nbad[k] && !tot->example[k][0])
+            snprintf(tot->example[k], sizeof(tot->example[k]), "image seed 0x%" PRIx64 ": %s", img_seed,
+                     res.kmsg[k]);
     }
     char line[2400], more[256] = "";
     int o = 0;
@@ -1248,8 +1257,12 @@ static int pl_image(const struct pl_run *run, int shape_no, const struct pl_snap
              pl_kind_name[res.first], res.msg, more);
     if (!tot->first_fail[0])
         snprintf(tot->first_fail, sizeof(tot->first_fail), "%s", line);
-    if (tot->printed++ < 12 || getenv("BM_POWERLOSS_VERBOSE"))
+    if (tot->printed++ < 12 || getenv("BM_POWERLOSS_VERBOSE")) {
         fprintf(stderr, "powerloss: FAIL %s\n", line);
+        for (int k = 0; k < PLK_N; k++)
+            if (res.nbad[k] && k != res.first)
+                fprintf(stderr, "powerloss:      also %s: %s\n", pl_kind_name[k], res.kmsg[k]);
+    }
     return res.first;
 }
 
@@ -1262,8 +1275,9 @@ static void pl_summary(const char *what, const struct pl_totals *t, double secs)
             t->selftests ? " (and the checker found the wrong key in every swapped self-test image)" : "", secs);
     for (int k = 0; k < PLK_N; k++)
         if (t->images_with[k])
-            fprintf(stderr, "%s:   %-38s first violation in %4u images, seen in %4u images, %" PRIu64 " times\n", what,
-                    pl_kind_name[k], t->first_kind[k], t->images_with[k], t->keys_bad[k]);
+            fprintf(stderr, "%s:   %-38s first violation in %4u images, seen in %4u images, %" PRIu64
+                    " times; e.g. %s\n", what, pl_kind_name[k], t->first_kind[k], t->images_with[k], t->keys_bad[k],
+                    t->example[k]);
 }
 
 static uint64_t pl_seed(const char *what)
