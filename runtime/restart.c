@@ -207,7 +207,7 @@ int restart_read_commit(int fd, struct commit_rec *out)
     bool found = false;
     for (int i = 0; i < 2; i++) {
         struct commit_rec c;
-        size_t got;
+        size_t got = 0;
         int err = pread_all(fd, &c, sizeof(c), SLOT_OFFSET(i), &got);
         if (err)
             return err;
