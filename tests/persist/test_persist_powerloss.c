@@ -1240,7 +1240,7 @@ static int pl_image(const struct pl_run *run, int shape_no, const struct pl_snap
         tot->images_with[k] += res.nbad[k] > 0;
         tot->keys_bad[k] += res.nbad[k];
         if (res.nbad[k] && !tot->example[k][0])
-            snprintf(tot->example[k], sizeof(tot->example[k]), "image seed 0x%" PRIx64 ": %s", img_seed,
+            snprintf(tot->example[k], sizeof(tot->example[k]), "image seed 0x%" PRIx64 ": %.280s", img_seed,
                      res.kmsg[k]);
     }
     char line[2400], more[256] = "";
