@@ -145,8 +145,10 @@ typedef struct bm_stats {
  * drive), -ENOENT / -ENOTDIR / -EACCES (a drive does not exist, is not a directory or is not writable),
  * BM_ELOCKED (a persistent map is open on one of the drives, or this persistent map's drives are used by
  * another open map; temporary maps may share drives with each other), BM_ECORRUPT / BM_EVERSION / BM_EMISMATCH (the
- * restart file, see README "Persistence and restart"), BM_ENORESTART (restart file missing while the drives
- * hold map files), -ENOMEM, -EMFILE and other negated errno values. */
+ * restart file, a commit record, the checkpoint manifest or a map file it names; see README "Persistence
+ * and restart"), BM_EMISSING (a file the last checkpoint names is gone), BM_ENORESTART (restart file
+ * missing while the drives hold map files), -ENOMEM, -EMFILE and other negated errno values. On failure
+ * cfg->errbuf (if given) holds a one-line reason naming the file. */
 int bm_open(const bm_config *cfg, bm_map **out);
 
 /* Flushes (persistent maps), releases every mapping, fd and lock; a temporary map removes every file and
@@ -197,8 +199,14 @@ uint64_t bm_count(bm_map *m);
  * returns BM_ECORRUPT after the last entry. Errors: BM_EINVAL, BM_EBUSY, -ENOMEM, BM_ECORRUPT. */
 int bm_foreach(bm_map *m, bm_foreach_fn fn, void *ctx);
 
-/* Makes every write that returned before the call durable. Temporary maps: 0 without syncing.
- * Errors: BM_EINVAL, BM_EFAILED, -EIO, -ENOSPC (sticky: the map refuses writes afterwards). */
+/* A checkpoint: every write that returned before the call is durable when it returns 0, atomically. If
+ * power is cut at any instant before the next checkpoint returns, the next bm_open gives every key not
+ * written since exactly as it was here, and every key written since as it was here or as a state some
+ * call acknowledged later; never torn, mixed or another key's value (README "Persistence"). Writers of
+ * other buckets are not blocked; checkpoints (with the background flusher's) are serialized. Between
+ * checkpoints freed data cells are not reused and replaced files are kept, so a map that is never flushed
+ * grows. Temporary maps: 0 without syncing. Errors: BM_EINVAL, BM_EBUSY (inside a callback), -ENOMEM
+ * (nothing changed; try again), BM_EFAILED, -EIO, -ENOSPC (I/O errors are sticky: writes are refused). */
 int bm_flush(bm_map *m);
 
 /* Fills *out with a snapshot of the counters (zeroes for a NULL m). Lock-free. */
@@ -215,10 +223,14 @@ uint32_t bm_bucket_of(const bm_key *k, uint32_t max_buckets);
 /* ---- Persistence and inspection ----------------------------------------------------------------------
  *
  * A map opened with a restart_path is persistent. The first bm_open creates the restart file (the map's
- * identity: format, elem_size, max_buckets, max_search, drive count); later opens validate it and map the
- * existing files again (time proportional to the number of files, not entries). Every file is
- * self-describing, so after a crash (SIGKILL) open finds each bucket's newest complete files, replays the
- * bucket's undo record if a mutation was cut short, and removes files of grows that were under way.
+ * identity: format, elem_size, max_buckets, max_search, drive count, and two commit-record slots); later
+ * opens validate it and map the files the newest checkpoint (bm_flush, close) names (time proportional to
+ * the number of files after a clean close). After a process crash (SIGKILL) every acknowledged write is
+ * there; after a power loss, exactly what the last checkpoint made durable plus whole later writes (see
+ * bm_flush). An unclean open repairs the files (a scrub of every entry: O(entries)) and commits before it
+ * returns; it removes only files the commit proves unneeded. A missing or damaged file the checkpoint
+ * names is an error (BM_EMISSING / BM_ECORRUPT, the file named in cfg.errbuf), never a smaller map;
+ * BM_F_SALVAGE opens what is intact.
  * While open, the drives are locked (flock on each drive directory, exclusive; the owner's pid is in
  * DRIVE/.bucketmap.lock): any other opener of them, persistent or temporary, gets BM_ELOCKED. A temporary
  * map takes a shared lock on the caller's drives, so temporary maps share drives only with each other.
