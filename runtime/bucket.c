@@ -92,6 +92,7 @@ int bkt_lookup(struct bkt *b, const uint64_t k[4], struct bkt_val *out)
     const struct bkt_state *st = rcu_glue_deref(b->state);
     uint64_t retries = 0;
     int rc = BM_ENOTFOUND;
+    bool damaged = false; /* a stuck BUSY entry in the window: it may be k's */
     while (st) {
         uint64_t cap = st->cap, home = entry_home(entry_hash(k, st->seed), cap);
         uint64_t *mdp = &idx_hdr(st)->max_disp, md = bm_load_acq(mdp), w = window(b->ctx, cap);
@@ -108,8 +109,8 @@ int bkt_lookup(struct bkt *b, const uint64_t k[4], struct bkt_val *out)
             if (r > 0)
                 break;
             if (busy_is_damage(b, &st->entries[j])) {
-                rc = BM_ECORRUPT; /* we cannot tell whose entry it is; bmctl verify can */
-                goto out;
+                damaged = true; /* not readable, but other keys past it are */
+                continue;
             }
             d--; /* a writer is there: look again */
         }
@@ -120,6 +121,8 @@ int bkt_lookup(struct bkt *b, const uint64_t k[4], struct bkt_val *out)
                 md = md2;
                 goto scan;
             }
+            if (damaged)
+                rc = BM_ECORRUPT; /* we cannot tell whose the damaged entry is; bmctl verify can */
             break;
         }
         uint32_t cs = 0;
@@ -134,7 +137,6 @@ int bkt_lookup(struct bkt *b, const uint64_t k[4], struct bkt_val *out)
         }
         break;
     }
-out:
     if (bm_unlikely(retries))
         bm_add_rlx(&b->ctx->ctr->reader_retries, retries);
     return rc;

@@ -22,6 +22,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -131,11 +132,15 @@ static int open_persistent(bm_map *m, const bm_config *cfg)
     } else if (!err) {
         if (have.elem_size != want.elem_size || have.max_buckets != want.max_buckets ||
             have.max_search != want.max_search || have.n_drives != want.n_drives)
-            return BM_EMISMATCH;
-        memcpy(m->drives->prefix, have.prefix, sizeof(have.prefix));
+            err = BM_EMISMATCH;
+        else
+            memcpy(m->drives->prefix, have.prefix, sizeof(have.prefix));
     }
-    if (err)
+    if (err) {
+        if (cfg->errbuf && cfg->errbuf_len)
+            snprintf(cfg->errbuf, cfg->errbuf_len, "%s: %s", cfg->restart_path, bm_strerror(err));
         return err;
+    }
     m->dir_fds = bm_malloc(m->drives->n * sizeof(int));
     if (!m->dir_fds)
         return -ENOMEM;

@@ -455,9 +455,14 @@ int recovery_open(bm_map *m, const char *restart_path, bool salvage, char *errbu
         return fail(&r, err, "%s: no valid commit record (both slots damaged)", restart_path);
     struct manifest_rec *recs = NULL;
     uint32_t n = 0;
+    bool scan_all = false;
     if (rec.manifest_epoch) {
         err = manifest_read(m->drives->dirs[0], m->drives->prefix, &rec, &recs, &n);
-        if (err) {
+        if (err && salvage && err != -ENOMEM) {
+            /* Salvage without the list of files: each bucket's newest complete files, scrubbed. */
+            err = 0;
+            scan_all = true;
+        } else if (err) {
             char name[96];
             manifest_name(m->drives->prefix, rec.manifest_epoch, name, sizeof(name));
             return fail(&r, err == -ENOENT ? BM_EMISSING : err, "%s/%s: %s", m->drives->dirs[0], name,
@@ -493,7 +498,7 @@ int recovery_open(bm_map *m, const char *restart_path, bool salvage, char *errbu
         }
     }
     m->boot_id = current_boot_id();
-    if (!err && !rec.clean && m->boot_id && rec.boot == m->boot_id)
+    if (!err && (scan_all || (!rec.clean && m->boot_id && rec.boot == m->boot_id)))
         err = take_newest(&r, files, &max_gen);
     /* Step 3. */
     uint64_t total = 0;
