@@ -14,10 +14,12 @@
  *   - bm_close must not race with any other call on the same map.
  *   - Callbacks: bm_read's callback runs inside a read-side section and must not call bm_* functions
  *     that touch a map (a write could wait for a grace period on itself); bm_update's
- *     callback holds a bucket's lock and must not call any bm_* function on the same map, but may use
- *     other maps (nesting up to 8 bm_update calls deep); bm_foreach's callback runs with no lock and may
- *     call anything but bm_close of that map. Every detected violation returns BM_EBUSY instead of
- *     deadlocking.
+ *     callback holds a bucket's lock and must not call any bm_* function on the same map, but may read
+ *     and write other maps (nesting up to 8 bm_update calls deep). A write there only tries the other
+ *     map's bucket lock and returns BM_EBUSY when it is taken, so two threads nesting updates of two maps
+ *     in opposite orders get BM_EBUSY instead of a deadlock; bm_flush and bm_verify are refused there.
+ *     bm_foreach's callback runs with no lock and may call anything but bm_close of that map. Every
+ *     detected violation returns BM_EBUSY instead of deadlocking.
  *
  * Errors: 0 is success; failures are negative — one of the BM_E* codes below, or a negated errno
  * (-ENOMEM, -ENOSPC, -EIO, -EACCES, ...). bm_strerror() describes every one. A failed call leaves the map

@@ -145,12 +145,24 @@ int bkt_lookup(struct bkt *b, const uint64_t k[4], struct bkt_val *out)
 /* ------------------------------------------------------------------------------------------------------ */
 /* Writers                                                                                                 */
 
-static void wlock(struct bkt *b)
+/* Bucket locks this thread holds. A thread inside a bm_update callback holds one and may write another map;
+ * two threads doing that in opposite orders would deadlock, so a thread that already holds a bucket lock
+ * only tries the next one and gets BM_EBUSY when it is taken (header: "Callbacks"). */
+static __thread unsigned tls_locks_held;
+
+static int wlock(struct bkt *b)
 {
-    pthread_mutex_lock(&b->lock);
+    if (tls_locks_held) {
+        if (pthread_mutex_trylock(&b->lock))
+            return BM_EBUSY;
+    } else {
+        pthread_mutex_lock(&b->lock);
+    }
+    tls_locks_held++;
 #ifdef BM_READER_RWLOCK
     pthread_rwlock_wrlock(&b->rw);
 #endif
+    return 0;
 }
 
 static void wunlock(struct bkt *b)
@@ -158,6 +170,7 @@ static void wunlock(struct bkt *b)
 #ifdef BM_READER_RWLOCK
     pthread_rwlock_unlock(&b->rw);
 #endif
+    tls_locks_held--;
     pthread_mutex_unlock(&b->lock);
 }
 
@@ -436,24 +449,30 @@ static int remove_locked(struct bkt *b, const uint64_t k[4])
 
 int bkt_upsert(struct bkt *b, const uint64_t k[4], const void *elems, uint32_t n, uint64_t rc)
 {
-    wlock(b);
-    int err = write_locked(b, k, elems, n, rc);
+    int err = wlock(b);
+    if (err)
+        return err;
+    err = write_locked(b, k, elems, n, rc);
     wunlock(b);
     return err;
 }
 
 int bkt_remove(struct bkt *b, const uint64_t k[4])
 {
-    wlock(b);
-    int err = remove_locked(b, k);
+    int err = wlock(b);
+    if (err)
+        return err;
+    err = remove_locked(b, k);
     wunlock(b);
     return err;
 }
 
 int bkt_adjref(struct bkt *b, const uint64_t k[4], int delta, uint64_t *out)
 {
-    int err = BM_ENOTFOUND;
-    wlock(b);
+    int err = wlock(b);
+    if (err)
+        return err;
+    err = BM_ENOTFOUND;
     int64_t slot = b->state ? find(b, k) : -1;
     if (slot >= 0) {
         struct bkt_entry *e = &b->state->entries[slot];
@@ -489,8 +508,9 @@ int bkt_update(struct bkt *b, const uint64_t k[4], bm_update_fn fn, void *ctx)
     void *copy = NULL;
     bm_value cur, out = {NULL, 0, 0};
     const bm_value *curp = NULL;
-    int err = 0;
-    wlock(b);
+    int err = wlock(b);
+    if (err)
+        return err;
     int64_t slot = b->state ? find(b, k) : -1;
     if (slot >= 0) {
         struct bkt_val v;
@@ -605,8 +625,10 @@ int bkt_snapshot(struct bkt *b, struct snap_buf *buf, uint64_t *damaged)
         buf->len = start;
     }
     /* Writers keep changing this bucket: take one consistent copy under its lock. */
-    wlock(b);
-    int err = b->state ? copy_state(b, b->state, buf, damaged) : 0;
+    int err = wlock(b);
+    if (err)
+        return err;
+    err = b->state ? copy_state(b, b->state, buf, damaged) : 0;
     wunlock(b);
     return err;
 }
@@ -671,5 +693,5 @@ void bkt_fini(struct bkt *b)
 }
 
 /* Lock helpers for the checkpoint and inspection modules, which work on a bucket between writers. */
-void bkt_lock(struct bkt *b) { wlock(b); }
+int bkt_lock(struct bkt *b) { return wlock(b); }
 void bkt_unlock(struct bkt *b) { wunlock(b); }

@@ -140,7 +140,8 @@ static inline struct entry_snap entry_snap_of(const struct bkt_entry *e)
 }
 
 /* ---- bucket.c: the bucket's writer lock, for the checkpoint and inspection ---- */
-void bkt_lock(struct bkt *b);
+/* 0, or BM_EBUSY when this thread already holds another bucket lock and this one is taken. */
+int bkt_lock(struct bkt *b);
 void bkt_unlock(struct bkt *b);
 
 /* ---- bucket_grow.c (bucket lock held) ---- */

@@ -22,6 +22,8 @@ BM_API int bm_verify(bm_map *m, bm_verify_report *out)
 {
     if (!m || !out)
         return BM_EINVAL;
+    if (map_in_callback())
+        return BM_EBUSY; /* it takes every bucket lock in turn */
     rcu_glue_thread_enter();
     memset(out, 0, sizeof(*out));
     for (uint32_t i = 0; i < m->nbuckets; i++)
@@ -105,7 +107,7 @@ static int64_t live_slot(const struct bkt *b, const struct bkt_state *st, const 
 
 void bkt_verify(struct bkt *b, bm_verify_report *r)
 {
-    bkt_lock(b);
+    (void)bkt_lock(b); /* bm_verify refuses inside callbacks, so no other bucket lock is held here */
     struct bkt_state *st = b->state;
     if (!st) {
         bkt_unlock(b);

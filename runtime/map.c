@@ -45,6 +45,8 @@ static inline bool in_update_of(const bm_map *m)
 }
 static __thread int tls_read_depth;           /* inside a bm_read callback (of any map) */
 
+bool map_in_callback(void) { return tls_update_depth || tls_read_depth; }
+
 static inline struct bkt *bucket_for(bm_map *m, const uint64_t k[4])
 {
     if (m->shift == 64)
@@ -434,8 +436,8 @@ BM_API int bm_flush(bm_map *m)
 {
     if (!m)
         return BM_EINVAL;
-    if (in_update_of(m) || tls_read_depth)
-        return BM_EBUSY;
+    if (tls_update_depth || tls_read_depth)
+        return BM_EBUSY; /* a checkpoint takes every bucket lock of m: never while holding another */
     rcu_glue_thread_enter();
     return map_flush(m);
 }

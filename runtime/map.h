@@ -55,6 +55,8 @@ int checkpoint_close(bm_map *m);
  * description naming the file on failure. */
 int recovery_open(bm_map *m, const char *restart_path, bool salvage, char *errbuf, size_t errlen);
 int map_flusher_start(bm_map *m);
+/* Whether this thread is inside a bm_update or bm_read callback (of any map). */
+bool map_in_callback(void);
 void map_flusher_stop(bm_map *m);
 
 #endif

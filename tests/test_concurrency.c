@@ -572,6 +572,81 @@ START_TEST(t_concurrent)
 }
 END_TEST
 
+/* Nested bm_update across two maps in opposite orders on two threads: thread 0 updates a key of map A and,
+ * in its callback, one of map B; thread 1 the other way round, same keys. Holding one bucket and waiting for
+ * the other would deadlock (the test's timeout would fire); the library instead refuses the inner write
+ * with BM_EBUSY when its bucket is taken, and the outer update goes on. Both threads start together on a
+ * barrier, and the outer callbacks wait for each other, so every round really overlaps. */
+struct nest {
+    bm_map *outer, *inner;
+    pthread_barrier_t *bar;
+    uint64_t ok, busy;
+};
+
+static int nest_inner_fn(const bm_value *cur, bm_value *out, void *arg)
+{
+    (void)cur;
+    static const uint64_t v = 7;
+    (void)arg;
+    out->elems = &v;
+    out->n = 1;
+    out->refcount = 1;
+    return BM_WRITE;
+}
+
+static int nest_outer_fn(const bm_value *cur, bm_value *out, void *arg)
+{
+    struct nest *n = arg;
+    (void)cur;
+    pthread_barrier_wait(n->bar); /* both threads now hold their outer bucket */
+    bm_key k = tu_key(1);
+    int err = bm_update(n->inner, &k, nest_inner_fn, NULL);
+    if (err == 0)
+        n->ok++;
+    else if (err == BM_EBUSY)
+        n->busy++;
+    else
+        return err;
+    ck_assert_int_eq(bm_flush(n->inner), BM_EBUSY); /* refused inside a callback */
+    static const uint64_t v = 9;
+    out->elems = &v;
+    out->n = 1;
+    out->refcount = 1;
+    return BM_WRITE;
+}
+
+static void *nest_thread(void *arg)
+{
+    struct nest *n = arg;
+    bm_key k = tu_key(1);
+    for (int i = 0; i < 200; i++) {
+        int err = bm_update(n->outer, &k, nest_outer_fn, n);
+        ck_assert_int_eq(err, 0);
+    }
+    return NULL;
+}
+
+START_TEST(t_nested_updates_opposite_order)
+{
+    bm_map *a = tu_open(8, 1, 0), *b = tu_open(8, 1, 0);
+    pthread_barrier_t bar;
+    pthread_barrier_init(&bar, NULL, 2);
+    struct nest n0 = {a, b, &bar, 0, 0}, n1 = {b, a, &bar, 0, 0};
+    pthread_t t0, t1;
+    pthread_create(&t0, NULL, nest_thread, &n0);
+    pthread_create(&t1, NULL, nest_thread, &n1);
+    pthread_join(t0, NULL);
+    pthread_join(t1, NULL);
+    pthread_barrier_destroy(&bar);
+    fprintf(stderr, "test_concurrency/nested: inner writes %" PRIu64 " done, %" PRIu64 " refused with BM_EBUSY\n",
+            n0.ok + n1.ok, n0.busy + n1.busy);
+    ck_assert_uint_eq(n0.ok + n0.busy, 200);
+    ck_assert_uint_gt(n0.busy + n1.busy, 0); /* every round overlapped: at least some were refused */
+    bm_close(a);
+    bm_close(b);
+}
+END_TEST
+
 int main(void)
 {
     base_seed = tu_seed();
@@ -581,6 +656,7 @@ int main(void)
     TCase *tc = tcase_create("concurrency");
     tcase_set_timeout(tc, TU_TIMEOUT);
     tcase_add_loop_test(tc, t_concurrent, 0, (int)(sizeof cfgs / sizeof cfgs[0]));
+    tcase_add_test(tc, t_nested_updates_opposite_order);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
