@@ -1,5 +1,6 @@
 /* bm_strerror: the library's own codes from one table, everything else through strerror. */
 #include "bucketmap.h"
+#include "common/bm_api.h"
 
 #include <string.h>
 
@@ -19,7 +20,7 @@ static const char *const messages[] = {
     [-(BM_ENORESTART + 10000)] = "restart file is missing but the drives hold map files (see README: Restart)",
 };
 
-const char *bm_strerror(int err)
+BM_API const char *bm_strerror(int err)
 {
     if (err == 0)
         return "success";
