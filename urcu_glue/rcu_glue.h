@@ -27,13 +27,17 @@
 #define RCU_GLUE_H
 
 /*
- * Inline read-side fast paths, except in AddressSanitizer (+UBSan) builds: liburcu-bp 0.13 hands out its
- * per-thread reader records from an mmapped arena that leaves them 32 bytes past a cache line, while the
- * record type is declared cache-line aligned. x86 and arm64 load them fine, but UBSan stops on the
- * misaligned member access inside bp's inline read-side code. Those builds call liburcu's own
- * (uninstrumented) out-of-line functions instead; the record's alignment is liburcu's to fix.
+ * Inline read-side fast paths, except in sanitizer builds, which call liburcu's own (uninstrumented)
+ * out-of-line functions instead:
+ *   - ASan + UBSan: liburcu-bp 0.13 hands out its per-thread reader records from an mmapped arena that
+ *     leaves them 32 bytes past a cache line, while the record type is declared cache-line aligned. x86 and
+ *     arm64 load them fine, but UBSan stops on the misaligned access inside bp's inline read-side code.
+ *     The record's alignment is liburcu's to fix.
+ *   - TSan: a record freed by an exiting thread is handed to a new thread under liburcu's registry mutex,
+ *     which TSan cannot see (tsan.supp ignores liburcu's calls), so inline accesses to the reused record
+ *     would be reported as races.
  */
-#if !defined(__SANITIZE_ADDRESS__)
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
 #define _LGPL_SOURCE 1
 #endif
 #include <urcu/urcu-bp.h>
