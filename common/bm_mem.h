@@ -1,6 +1,7 @@
 /*
- * bm_mem.h — the library's heap. Every allocation comes from one dedicated jemalloc arena, so the
- * library's memory is accounted apart from the host's and never fragments the host's arenas.
+ * bm_mem.h — the library's heap: a dedicated jemalloc arena when the host process has jemalloc (the host
+ * opts in by linking or preloading it), else the process's own malloc. The library never links an
+ * allocator itself, so linking it never changes the host's malloc. See bm_mem.c.
  */
 #ifndef BM_MEM_H
 #define BM_MEM_H
@@ -15,5 +16,7 @@ void *bm_realloc(void *p, size_t n);
 void *bm_aligned_zalloc(size_t align, size_t n);
 void bm_free(void *p);
 char *bm_strdup(const char *s);
+/* 0 and the library's jemalloc arena index in *arena, or -1 when the library uses the process's malloc. */
+int bm_mem_arena(unsigned *arena);
 
 #endif

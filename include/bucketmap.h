@@ -26,8 +26,20 @@
  * unchanged and usable, except after an I/O error while making data durable, which is sticky (BM_EFAILED):
  * writes are refused from then on, reads keep working.
  *
- * Linking note: the library allocates its heap from a dedicated jemalloc arena. Linking libbucketmap
- * links jemalloc, which (as Debian builds it) also becomes the host process's malloc.
+ * Embedding (README "Embedding"):
+ *   - Link with `pkg-config --libs bucketmap` (add --static for libbucketmap.a) or CMake
+ *     find_package(bucketmap) -> bucketmap::bucketmap. Dependencies: liburcu-bp, liburing, pthreads.
+ *   - Allocator: the library links none, so the host's malloc stays the host's. When the process has
+ *     jemalloc (the host linked or preloaded it: that is the opt-in), the library's own heap goes to a
+ *     dedicated jemalloc arena it creates; otherwise it uses the process's malloc.
+ *   - liburcu: the library uses the bulletproof flavour (liburcu-bp). A host may use liburcu itself, any
+ *     flavour, on the same threads, registering them before or after the library first ran there. A host
+ *     that uses bp too shares its registry: it must not call a bucketmap write inside its own bp read-side
+ *     section (a write may wait for a grace period), and must not install liburcu-bp's fork handlers
+ *     (urcu_bp_before_fork & co.) again: the library installs them.
+ *   - fork(): a child of a multi-threaded host may open and use maps of its own (the library's fork
+ *     handlers reset its RCU state to the forking thread). Maps the parent had open stay the parent's
+ *     (their files, locks and flusher): the child may read them but must not write or close them.
  */
 #ifndef BUCKETMAP_H
 #define BUCKETMAP_H

@@ -1,5 +1,6 @@
 /* bm_strerror: the library's own codes from one table, everything else through strerror. */
 #include "bucketmap.h"
+#include "common/bm_api.h"
 
 #include <string.h>
 
@@ -20,7 +21,7 @@ static const char *const messages[] = {
     [-(BM_EMISSING + 10000)] = "a file the last checkpoint names is missing (drive not mounted?)",
 };
 
-const char *bm_strerror(int err)
+BM_API const char *bm_strerror(int err)
 {
     if (err == 0)
         return "success";

@@ -18,6 +18,8 @@
  * here; the file only lets the next opener tell a killed owner from a live one. */
 #define OWNER_NAME ".bucketmap.lock"
 
+static bool owner_is_us(int dirfd);
+
 static int check_dir(const char *dir)
 {
     struct stat st;
@@ -98,11 +100,10 @@ void stor_drives_close(struct stor_drives *d)
         return;
     for (uint32_t i = 0; i < d->n; i++) {
         if (d->lock_fds && d->lock_fds[i] >= 0) {
-            if (d->lock_exclusive) {
-                /* Remove the pid while still holding the lock, so it never names a process that has let go. */
-                char path[4096];
-                snprintf(path, sizeof(path), "%s/%s", d->dirs[i], OWNER_NAME);
-                unlink(path);
+            if (d->lock_exclusive && owner_is_us(d->lock_fds[i])) {
+                /* Remove the pid while still holding the lock, so it never names a process that has let go.
+                 * Anything else planted under that name is not ours to delete. */
+                (void)unlinkat(d->lock_fds[i], OWNER_NAME, 0);
             }
             close(d->lock_fds[i]);
         }
@@ -134,7 +135,9 @@ static bool owner_dead(const char *dir)
 {
     char path[4096], buf[24] = {0};
     snprintf(path, sizeof(path), "%s/%s", dir, OWNER_NAME);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NOFOLLOW|O_NONBLOCK: a symlink or FIFO planted under the name is no owner record (and must not make
+     * us read another file or block). */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0)
         return false;
     ssize_t got = pread(fd, buf, sizeof(buf) - 1, 0);
@@ -169,18 +172,68 @@ static bool owner_dead(const char *dir)
     return (flags & 0x4ul) != 0; /* PF_EXITING */
 }
 
-static void write_owner(const char *dir)
+/* Opens the owner file in the locked directory dirfd for writing, refusing anything that is not a plain
+ * file of its own: a symlink (O_NOFOLLOW: never write through it), a FIFO or device (O_NONBLOCK, S_ISREG)
+ * or a hard link to some other file (st_nlink), so a planted name cannot make us truncate or overwrite a
+ * file elsewhere. Truncation happens only after these checks, on the file itself. */
+static int open_owner(int dirfd, int flags)
 {
-    char path[4096], pid[24];
-    snprintf(path, sizeof(path), "%s/%s", dir, OWNER_NAME);
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int fd = openat(dirfd, OWNER_NAME, flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
     if (fd < 0)
-        return; /* the pid only speeds up recovery after a crash; the lock itself is held */
-    int len = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
-    if (write(fd, pid, (size_t)len) != len) {
-        /* as above */
+        return -errno;
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    if (!S_ISREG(st.st_mode) || st.st_nlink != 1) {
+        close(fd);
+        return -EPERM;
+    }
+    return fd;
+}
+
+static int format_pid(char *buf, size_t len) { return snprintf(buf, len, "%ld\n", (long)getpid()); }
+
+/* True when dirfd's owner file is a plain file naming this process: ours to remove. */
+static bool owner_is_us(int dirfd)
+{
+    int fd = open_owner(dirfd, O_RDONLY);
+    if (fd < 0)
+        return false;
+    char buf[24] = {0}, pid[24];
+    ssize_t got = pread(fd, buf, sizeof(buf) - 1, 0);
+    close(fd);
+    int len = format_pid(pid, sizeof(pid));
+    return got == len && memcmp(buf, pid, (size_t)len) == 0;
+}
+
+/* Writes our pid into the owner file. Returns 0 or a negated errno; a short write is -EIO, not whatever
+ * errno an earlier call left behind. */
+static int write_owner(int dirfd)
+{
+    int fd = open_owner(dirfd, O_WRONLY | O_CREAT);
+    if (fd < 0)
+        return fd;
+    char pid[24];
+    int len = format_pid(pid, sizeof(pid));
+    int err = 0;
+    if (ftruncate(fd, 0) != 0)
+        err = -errno;
+    for (ssize_t off = 0; !err && off < len;) {
+        ssize_t w = pwrite(fd, pid + off, (size_t)(len - off), off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            err = -errno;
+        else if (w == 0)
+            err = -EIO;
+        else
+            off += w;
     }
     close(fd);
+    return err;
 }
 
 int stor_drives_lock(struct stor_drives *d, bool exclusive)
@@ -204,8 +257,10 @@ int stor_drives_lock(struct stor_drives *d, bool exclusive)
             return err;
         }
         d->lock_fds[i] = fd;
+        /* The pid only speeds up recovery after a crash (owner_dead); the flock is the lock. So a drive
+         * where it cannot be written (a planted name, a full disk) is still locked and usable. */
         if (exclusive)
-            write_owner(d->dirs[i]);
+            (void)write_owner(fd);
     }
     return 0;
 }

@@ -1,20 +1,46 @@
 /*
- * rcu_glue.h — the only place that names the liburcu flavour (memb: membarrier-based, no signals, read-side
- * sections are two thread-local stores and a compiler barrier when the kernel has membarrier).
+ * rcu_glue.h — the only place that names the liburcu flavour.
+ *
+ * The flavour is bp ("bulletproof"), the one liburcu made for libraries:
+ *   - A host may use liburcu itself. memb, qsbr, mb and signal keep one registration per thread and
+ *     assert on a second one, so a library using them aborts in (or is corrupted by) a host that registers
+ *     its threads with the same flavour, before or after the library did, and unregisters them when it
+ *     likes. bp registers a thread implicitly and idempotently and drops it only when the thread exits, so
+ *     the library and a bp host share it safely, and hosts on the other flavours never meet our state.
+ *   - fork(): bp alone can prune the parent's readers from the child's registry (see rcu_glue.c); with the
+ *     others a child of a process whose other threads were readers waits for them forever.
+ * The price is on the read side: a thread-local pointer load and a check of the registration and of
+ * membarrier availability per lock/unlock (measured in README "Embedding"). With membarrier, read-side
+ * sections still need no fence.
  *
  * Rules the rest of the library follows:
- *   - Every API entry point calls rcu_glue_thread_enter() first: it registers the thread on its first call
- *     and arranges unregistration at thread exit, so callers never see RCU.
+ *   - Every API entry point calls rcu_glue_thread_enter() first: it registers the thread on its first call,
+ *     so the read-side fast path never takes the registration branch; liburcu-bp drops the thread at exit.
  *   - rcu_glue_synchronize() and rcu_glue_barrier() must never be called inside a read-side section
- *     (deadlock) nor from a deferred callback.
- *   - Deferred callbacks run on liburcu's call_rcu worker thread after a grace period; they must not block
- *     for long (they delay every later callback).
+ *     (deadlock) nor from a deferred callback. bp read sections nest, including a host's own bp section,
+ *     so a host must not call a bucketmap write (which may wait for a grace period) inside its own bp
+ *     read-side section.
+ *   - Deferred callbacks run on liburcu-bp's call_rcu worker thread after a grace period; they must not
+ *     block for long (they delay every later callback, a bp host's included).
  */
 #ifndef RCU_GLUE_H
 #define RCU_GLUE_H
 
-#define _LGPL_SOURCE 1 /* inline read-side fast paths */
-#include <urcu/urcu-memb.h>
+/*
+ * Inline read-side fast paths, except in sanitizer builds, which call liburcu's own (uninstrumented)
+ * out-of-line functions instead:
+ *   - ASan + UBSan: liburcu-bp 0.13 hands out its per-thread reader records from an mmapped arena that
+ *     leaves them 32 bytes past a cache line, while the record type is declared cache-line aligned. x86 and
+ *     arm64 load them fine, but UBSan stops on the misaligned access inside bp's inline read-side code.
+ *     The record's alignment is liburcu's to fix.
+ *   - TSan: a record freed by an exiting thread is handed to a new thread under liburcu's registry mutex,
+ *     which TSan cannot see (tsan.supp ignores liburcu's calls), so inline accesses to the reused record
+ *     would be reported as races.
+ */
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+#define _LGPL_SOURCE 1
+#endif
+#include <urcu/urcu-bp.h>
 
 #include <stdbool.h>
 
@@ -48,11 +74,11 @@ static inline void rcu_glue_thread_enter(void)
         rcu_glue_register_slow();
 }
 
-static inline void rcu_glue_read_lock(void) { urcu_memb_read_lock(); }
+static inline void rcu_glue_read_lock(void) { urcu_bp_read_lock(); }
 static inline void rcu_glue_read_unlock(void)
 {
     RCU_GLUE_TSAN_RELEASE(&rcu_glue_tsan_gp);
-    urcu_memb_read_unlock();
+    urcu_bp_read_unlock();
 }
 
 /* First statement of every deferred callback: TSan's view of the grace period that preceded it. */
