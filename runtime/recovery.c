@@ -394,7 +394,8 @@ static uint64_t remove_unneeded(bm_map *m)
     }
     uint64_t removed = 0;
     if (!l.err) {
-        qsort(l.v, l.n, sizeof(*l.v), cmp_str);
+        if (l.n) /* a new map has no file yet: l.v is NULL, which qsort and bsearch may not be given */
+            qsort(l.v, l.n, sizeof(*l.v), cmp_str);
         for (uint32_t d = 0; d < m->drives->n; d++) {
             DIR *dir = opendir(m->drives->dirs[d]);
             if (!dir)
@@ -406,7 +407,7 @@ static uint64_t remove_unneeded(bm_map *m)
                     continue; /* not ours: never touched */
                 snprintf(path, sizeof(path), "%s/%s", m->drives->dirs[d], de->d_name);
                 const char *key = path;
-                if (bsearch(&key, l.v, l.n, sizeof(*l.v), cmp_str))
+                if (l.n && bsearch(&key, l.v, l.n, sizeof(*l.v), cmp_str))
                     continue;
                 if (unlink(path) == 0)
                     removed++;
