@@ -580,6 +580,20 @@ START_TEST(t_a_index_header_bit)
         snprintf(what, sizeof(what), "(a) %s bit in %s", fields[v].field, a.f->name);
         run_case(do_flip, &a, BM_ECORRUPT, a.f->name, what, true);
     }
+    /* The same for a data file's identity. */
+    static const struct {
+        const char *field;
+        off_t off;
+        unsigned bit;
+    } dfields[] = {{"magic", offsetof(struct data_header, magic) + 7, 1},
+                   {"class", offsetof(struct data_header, cls), 0},
+                   {"gen", offsetof(struct data_header, gen), 2}};
+    for (unsigned v = 0; v < 3; v++) {
+        struct flip_arg a = {pick(0xA8 + v * 5 + (uint64_t)_i, 1), dfields[v].off, dfields[v].bit};
+        char what[400];
+        snprintf(what, sizeof(what), "(a) %s bit in data file %s", dfields[v].field, a.f->name);
+        run_case(do_flip, &a, BM_ECORRUPT, a.f->name, what, true);
+    }
 }
 END_TEST
 
@@ -1013,7 +1027,7 @@ START_TEST(t_i_foreign_restart)
         snprintf(foreign, sizeof(foreign), "%s", other_restart);
         restore();
         do_foreign_restart(foreign);
-        refused(0, NULL, what);
+        refused(BM_ECORRUPT, pu_restart, what);
         restore();
         reopen_intact(what);
         /* Salvage with a foreign restart file: keep every key (the files are intact) or refuse; never an
