@@ -394,7 +394,7 @@ static uint64_t remove_unneeded(bm_map *m)
     }
     uint64_t removed = 0;
     if (!l.err) {
-        if (l.n)
+        if (l.n) /* a new map has no file yet: l.v is NULL, which qsort and bsearch may not be given */
             qsort(l.v, l.n, sizeof(*l.v), cmp_str);
         for (uint32_t d = 0; d < m->drives->n; d++) {
             DIR *dir = opendir(m->drives->dirs[d]);
@@ -441,6 +441,45 @@ static uint64_t max_seq_in_drives(bm_map *m)
     return max;
 }
 
+/* The checkpoint manifest in drive 0 of a map with another prefix, if any (then the restart file is not the
+ * one of the map these drives hold: open must not take their files for an empty map, nor touch them). */
+static bool foreign_manifest(bm_map *m, char *name, size_t len)
+{
+    DIR *dir = opendir(m->drives->dirs[0]);
+    if (!dir)
+        return false;
+    struct dirent *de;
+    bool found = false;
+    while (!found && (de = readdir(dir))) {
+        struct parsed_name p;
+        if (restart_parse_name(de->d_name, &p) && p.kind < 0 && strcmp(p.prefix, m->drives->prefix) != 0) {
+            snprintf(name, len, "%s", de->d_name);
+            found = true;
+        }
+    }
+    closedir(dir);
+    return found;
+}
+
+/* Salvage without a usable commit record: the largest manifest epoch of this map in drive 0, so that the
+ * salvage's commit goes past every manifest name in use. */
+static uint64_t max_manifest_epoch(bm_map *m)
+{
+    uint64_t max = 0;
+    DIR *dir = opendir(m->drives->dirs[0]);
+    if (!dir)
+        return 0;
+    struct dirent *de;
+    while ((de = readdir(dir))) {
+        struct parsed_name p;
+        if (restart_parse_name(de->d_name, &p) && p.kind < 0 && strcmp(p.prefix, m->drives->prefix) == 0 &&
+            p.seq > max)
+            max = p.seq;
+    }
+    closedir(dir);
+    return max;
+}
+
 int recovery_open(bm_map *m, const char *restart_path, bool salvage, char *errbuf, size_t errlen)
 {
     struct rcv r = {m, salvage, errbuf, errlen};
@@ -449,25 +488,40 @@ int recovery_open(bm_map *m, const char *restart_path, bool salvage, char *errbu
     if (fd < 0)
         return fail(&r, fd, "%s: cannot open: %s", restart_path, bm_strerror(fd));
     m->restart_fd = fd;
+    char foreign[256];
+    if (foreign_manifest(m, foreign, sizeof(foreign)))
+        return fail(&r, BM_ECORRUPT, "%s belongs to another map: %s/%s is the checkpoint of a map with another "
+                    "file prefix than %s's (%s)", restart_path, m->drives->dirs[0], foreign, restart_path,
+                    m->drives->prefix);
+    /* Salvage: without a usable commit record or manifest, each bucket's newest complete files found in the
+     * drives are taken instead (and scrubbed, as everything under salvage). */
+    bool scan_drives = false;
     struct commit_rec rec;
     int err = restart_read_commit(fd, &rec);
+    if (err && salvage && err != -ENOMEM) {
+        fail(&r, 0, "%s: no valid commit record: salvaging the files found in the drives", restart_path);
+        memset(&rec, 0, sizeof(rec));
+        rec.epoch = max_manifest_epoch(m);
+        scan_drives = true;
+        err = 0;
+    }
     if (err)
         return fail(&r, err, "%s: no valid commit record (both slots damaged)", restart_path);
     struct manifest_rec *recs = NULL;
     uint32_t n = 0;
-    bool scan_all = false;
     if (rec.manifest_epoch) {
         err = manifest_read(m->drives->dirs[0], m->drives->prefix, &rec, &recs, &n);
-        if (err && salvage && err != -ENOMEM) {
-            /* Salvage without the list of files: each bucket's newest complete files, scrubbed. */
-            err = 0;
-            scan_all = true;
-        } else if (err) {
+        if (err) {
             char name[96];
             manifest_name(m->drives->prefix, rec.manifest_epoch, name, sizeof(name));
-            return fail(&r, err == -ENOENT ? BM_EMISSING : err, "%s/%s: %s", m->drives->dirs[0], name,
-                        err == -ENOENT ? "missing (the last checkpoint names it; is the drive mounted?)"
-                                       : "damaged checkpoint manifest");
+            int code = err == -ENOENT ? BM_EMISSING : err;
+            fail(&r, code, "%s/%s: %s", m->drives->dirs[0], name,
+                 err == -ENOENT ? "missing (the last checkpoint names it; is the drive mounted?)"
+                                : "damaged checkpoint manifest");
+            if (!salvage || err == -ENOMEM)
+                return code;
+            scan_drives = true;
+            err = 0;
         }
     }
     /* Step 2: every listed file, into a per-bucket table. */
@@ -498,7 +552,7 @@ int recovery_open(bm_map *m, const char *restart_path, bool salvage, char *errbu
         }
     }
     m->boot_id = current_boot_id();
-    if (!err && (scan_all || (!rec.clean && m->boot_id && rec.boot == m->boot_id)))
+    if (!err && (scan_drives || (!rec.clean && m->boot_id && rec.boot == m->boot_id)))
         err = take_newest(&r, files, &max_gen);
     /* Step 3. */
     uint64_t total = 0;

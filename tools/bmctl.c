@@ -6,11 +6,13 @@
  *   bmctl dump   --restart PATH [--limit N] [--json] DRIVE...
  *   bmctl get    --restart PATH [--json] KEYHEX DRIVE...
  *   bmctl put    --restart PATH --refcount N [--elem HEX]... [--elem-size N] KEYHEX DRIVE...
+ *   bmctl salvage --restart PATH [--json] DRIVE...
  *
  * The map's shape (elem_size, buckets, max_search) comes from the restart file (bm_read_restart_info), so
  * a person only names the files. Opening takes the drive lock: a map in use by a process is refused
- * (BM_ELOCKED), never read behind its owner's back. Exit status: 0 success (verify: clean), 1 verify found
- * problems or get found no key, 2 usage, open or library error.
+ * (BM_ELOCKED), never read behind its owner's back. When bm_open fails, its one-line reason (bm_config.errbuf,
+ * naming the file) is printed too. Exit status: 0 success (verify: clean), 1 verify found problems or get
+ * found no key, 2 usage, open or library error.
  */
 #include <bucketmap.h>
 
@@ -60,6 +62,7 @@ static const char *general_usage =
     "  dump     every key (hex) with its refcount and elements (hex)\n"
     "  get      one key's refcount and elements\n"
     "  put      write one key (creates the map when the restart file does not exist)\n"
+    "  salvage  open a damaged map anyway (BM_F_SALVAGE): keep what is intact, drop the rest, verify\n"
     "\n"
     "common options:\n"
     "  --restart PATH   the map's restart file (required)\n"
@@ -155,7 +158,20 @@ static void print_json_string(const char *s)
     putchar('"');
 }
 
-static int open_map(const struct opts *o, uint32_t elem_size_if_new, bm_map **m, bm_restart_info *ri)
+/* bm_open failed: its code, and the reason it wrote to errbuf (which file, what is wrong with it). */
+static int open_failed(int err, const char *why)
+{
+    fprintf(stderr, "bmctl: open: %s\n", bm_strerror(err));
+    if (why[0])
+        fprintf(stderr, "bmctl: %s\n", why);
+    if (err == BM_ECORRUPT || err == BM_EMISSING)
+        fprintf(stderr, "bmctl: if a drive is not mounted, mount it and retry; otherwise 'bmctl salvage' opens "
+                        "the map keeping what is intact (copy the files first)\n");
+    return EXIT_ERROR;
+}
+
+static int open_map_flags(const struct opts *o, uint32_t elem_size_if_new, uint32_t flags, bm_map **m,
+                          bm_restart_info *ri, char *why, uint32_t why_len)
 {
     int err = bm_read_restart_info(o->restart, ri);
     bm_config cfg = {0};
@@ -181,8 +197,11 @@ static int open_map(const struct opts *o, uint32_t elem_size_if_new, bm_map **m,
     cfg.drives = o->drives;
     cfg.n_drives = o->n_drives;
     cfg.restart_path = o->restart;
+    cfg.flags = flags;
+    cfg.errbuf = why;
+    cfg.errbuf_len = why_len;
     if ((err = bm_open(&cfg, m)))
-        return fail("open", err);
+        return open_failed(err, why);
     if (!ri->elem_size) { /* a new map: report its actual identity */
         int e2 = bm_read_restart_info(o->restart, ri);
         if (e2) {
@@ -191,6 +210,12 @@ static int open_map(const struct opts *o, uint32_t elem_size_if_new, bm_map **m,
         }
     }
     return 0;
+}
+
+static int open_map(const struct opts *o, uint32_t elem_size_if_new, bm_map **m, bm_restart_info *ri)
+{
+    char why[512] = "";
+    return open_map_flags(o, elem_size_if_new, 0, m, ri, why, sizeof(why));
 }
 
 static void print_value_json(const bm_value *v, uint32_t es)
@@ -360,6 +385,39 @@ static int cmd_info(const struct opts *o)
 
 /* ---- verify ---- */
 
+static const char *verify_names[] = {"entries", "bad_entry_sums", "bad_cells", "bad_refs", "misplaced",
+                                     "orphan_cells", "count_mismatches", "zero_refcounts", "orphan_files_removed",
+                                     "undo_replayed"};
+#define N_VERIFY (sizeof(verify_names) / sizeof(verify_names[0]))
+
+static void verify_values(const bm_verify_report *r, uint64_t v[N_VERIFY])
+{
+    const uint64_t vals[N_VERIFY] = {r->entries, r->bad_entry_sums, r->bad_cells, r->bad_refs, r->misplaced,
+                                     r->orphan_cells, r->count_mismatches, r->zero_refcounts,
+                                     r->orphan_files_removed, r->undo_replayed};
+    memcpy(v, vals, sizeof(vals));
+}
+
+/* {"clean":..,"entries":..,...} without a newline. */
+static void print_verify_json(const bm_verify_report *r, int err)
+{
+    uint64_t v[N_VERIFY];
+    verify_values(r, v);
+    printf("{\"clean\":%s", err ? "false" : "true");
+    for (unsigned i = 0; i < N_VERIFY; i++)
+        printf(",\"%s\":%" PRIu64, verify_names[i], v[i]);
+    printf("}");
+}
+
+static void print_verify_text(const bm_verify_report *r, int err)
+{
+    uint64_t v[N_VERIFY];
+    verify_values(r, v);
+    for (unsigned i = 0; i < N_VERIFY; i++)
+        printf("%-22s %" PRIu64 "\n", verify_names[i], v[i]);
+    printf("%-22s %s\n", "result", err ? "PROBLEMS FOUND" : "clean");
+}
+
 static int cmd_verify(const struct opts *o)
 {
     bm_map *m;
@@ -372,21 +430,11 @@ static int cmd_verify(const struct opts *o)
     bm_close(m);
     if (err && err != BM_ECORRUPT)
         return fail("verify", err);
-    static const char *names[] = {"entries", "bad_entry_sums", "bad_cells", "bad_refs", "misplaced",
-                                  "orphan_cells", "count_mismatches", "zero_refcounts", "orphan_files_removed",
-                                  "undo_replayed"};
-    const uint64_t vals[] = {r.entries, r.bad_entry_sums, r.bad_cells, r.bad_refs, r.misplaced, r.orphan_cells,
-                             r.count_mismatches, r.zero_refcounts, r.orphan_files_removed, r.undo_replayed};
-    const unsigned n = sizeof(vals) / sizeof(vals[0]);
     if (o->json) {
-        printf("{\"clean\":%s", err ? "false" : "true");
-        for (unsigned i = 0; i < n; i++)
-            printf(",\"%s\":%" PRIu64, names[i], vals[i]);
-        printf("}\n");
+        print_verify_json(&r, err);
+        printf("\n");
     } else {
-        for (unsigned i = 0; i < n; i++)
-            printf("%-22s %" PRIu64 "\n", names[i], vals[i]);
-        printf("%-22s %s\n", "result", err ? "PROBLEMS FOUND" : "clean");
+        print_verify_text(&r, err);
     }
     return err ? EXIT_PROBLEM : 0;
 }
@@ -541,6 +589,47 @@ static int cmd_put(const struct opts *o)
     return 0;
 }
 
+/* ---- salvage ---- */
+
+static int cmd_salvage(const struct opts *o)
+{
+    bm_map *m;
+    bm_restart_info ri = {0};
+    char note[512] = "";
+    int rc = open_map_flags(o, 0, BM_F_SALVAGE, &m, &ri, note, sizeof(note));
+    if (rc)
+        return rc;
+    bm_stats st;
+    bm_get_stats(m, &st);
+    bm_verify_report r = {0};
+    int err = bm_verify(m, &r);
+    uint64_t entries = bm_count(m);
+    bm_close(m);
+    if (err && err != BM_ECORRUPT)
+        return fail("verify", err);
+    if (o->json) {
+        printf("{\"entries\":%" PRIu64 ",\"recovered_entries_dropped\":%" PRIu64 ",\"recovered_cells_freed\":%" PRIu64
+               ",\"buckets_scrubbed\":%" PRIu64 ",\"orphan_files_removed\":%" PRIu64 ",\"note\":",
+               entries, st.recovered_entries_dropped, st.recovered_cells_freed, st.buckets_scrubbed,
+               st.orphan_files_removed);
+        print_json_string(note);
+        printf(",\"verify\":");
+        print_verify_json(&r, err);
+        printf("}\n");
+    } else {
+        if (note[0])
+            printf("%-26s %s\n", "note", note);
+        printf("%-26s %" PRIu64 "\n", "entries kept", entries);
+        printf("%-26s %" PRIu64 "\n", "recovered_entries_dropped", st.recovered_entries_dropped);
+        printf("%-26s %" PRIu64 "\n", "recovered_cells_freed", st.recovered_cells_freed);
+        printf("%-26s %" PRIu64 "\n", "buckets_scrubbed", st.buckets_scrubbed);
+        printf("%-26s %" PRIu64 "\n", "orphan_files_removed", st.orphan_files_removed);
+        printf("\nverify after salvage:\n");
+        print_verify_text(&r, err);
+    }
+    return err ? EXIT_PROBLEM : 0;
+}
+
 static const struct command commands[] = {
     {"info", "--restart PATH [-v] [--json] DRIVE...",
      "Opens the map with the shape recorded in its restart file and reports buckets (allocated of max),\n"
@@ -572,6 +661,17 @@ static const struct command commands[] = {
      "  --elem HEX      one element, exactly elem_size bytes in hex; repeat for each element (none: n = 0)\n"
      "  --elem-size N   bytes per element, for a new map (must match an existing one)\n",
      cmd_put},
+    {"salvage", "--restart PATH [--json] DRIVE...",
+     "Opens a map that a plain open refuses because files its last checkpoint names are missing or damaged\n"
+     "(bm_open with BM_F_SALVAGE): every bucket is scrubbed, entries whose files are gone or fail their\n"
+     "checks are dropped, cells no entry names are freed, and the result is committed. Files the salvaged\n"
+     "map does not use (the damaged ones included) are removed. Prints how many entries are kept, what\n"
+     "the scrub dropped (bm_stats recovered_entries_dropped, recovered_cells_freed, buckets_scrubbed,\n"
+     "orphan_files_removed), the last file open could not use (note), then bm_verify of the result.\n"
+     "Copy the drives and the restart file first if you may want the dropped entries back.\n"
+     "Exit 0 when the salvaged map verifies clean, 1 when it does not, 2 when it cannot be opened at all.\n\n"
+     "  --json          {\"entries\":..,\"recovered_entries_dropped\":..,...,\"note\":..,\"verify\":{...}}\n",
+     cmd_salvage},
 };
 
 static const struct command *find_command(const char *name)

@@ -180,9 +180,10 @@ static inline ssize_t pu_read_file(const char *path, void *p, size_t cap)
     return n;
 }
 
-static inline int pu_run_suite(Suite *s)
+/* Runs s with its directories below parent (pu_run_suite: /tmp). */
+static inline int pu_run_suite_in(Suite *s, const char *parent)
 {
-    strcpy(pu_base, "/tmp/bm-persist-XXXXXX");
+    snprintf(pu_base, sizeof(pu_base), "%s/bm-persist-XXXXXX", parent);
     if (!mkdtemp(pu_base)) {
         perror("mkdtemp");
         return 1;
@@ -194,5 +195,7 @@ static inline int pu_run_suite(Suite *s)
     pu_remove_tree(pu_base);
     return failed ? 1 : 0;
 }
+
+static inline int pu_run_suite(Suite *s) { return pu_run_suite_in(s, "/tmp"); }
 
 #endif
