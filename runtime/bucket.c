@@ -283,7 +283,7 @@ static bool entry_ok(const struct bkt *b, const struct bkt_entry *e)
 {
     struct bkt_val v;
     uint32_t cs;
-    return entry_check(b, e, &v, &cs) == 0;
+    return !(e->state & ENTRY_BUSY) && entry_check(b, e, &v, &cs) == 0;
 }
 
 /* The entry's data cell, if the entry's sum matches the sum in the cell's header: that binds the cell to

@@ -96,8 +96,9 @@ static void take_file(struct collect *c, struct stor_file *f, uint32_t bucket, u
     }
 }
 
-/* Step 1 for one bucket (see NOTES). */
-static int cut_bucket(struct bkt *b, struct collect *c, uint64_t *count)
+/* Step 1 for one bucket (see NOTES). A clean-close checkpoint also stamps every file with its epoch, so a
+ * clean open can tell a stale copy of a file (put back from a backup, say) from the file itself. */
+static int cut_bucket(struct bkt *b, struct collect *c, uint64_t *count, uint64_t closing)
 {
     (void)bkt_lock(b); /* checkpoints run with no bucket lock held (bm_flush refuses inside callbacks) */
     struct bkt_state *st = b->state;
@@ -108,6 +109,15 @@ static int cut_bucket(struct bkt *b, struct collect *c, uint64_t *count)
         if (grow_arrays(c, nfiles)) {
             bkt_unlock(b);
             return -ENOMEM;
+        }
+        if (closing) {
+            idx_hdr(st)->closed = closing;
+            stor_file_touch(st->index);
+            for (unsigned k = 0; k < BKT_NCLASS; k++)
+                if (st->data[k]) {
+                    data_hdr(st, k)->closed = closing;
+                    stor_file_touch(st->data[k]);
+                }
         }
         take_file(c, st->index, b->ix, MANIFEST_KIND_INDEX, idx_hdr(st)->gen);
         for (unsigned k = 0; k < BKT_NCLASS; k++)
@@ -170,7 +180,7 @@ int checkpoint_run(bm_map *m, bool clean)
     uint32_t cut = 0;
     /* 1. cut */
     for (; cut < m->nbuckets && !err; cut++)
-        err = cut_bucket(&m->buckets[cut], &c, &count);
+        err = cut_bucket(&m->buckets[cut], &c, &count, clean ? E : 0);
     if (!err && grow_arrays(&c, m->drives->n))
         err = -ENOMEM;
     if (err) {

@@ -66,6 +66,7 @@ struct idx_header {
     uint32_t max_search;
     uint64_t count;    /* live entries (exact after a clean close) */
     uint64_t max_disp; /* largest probe displacement placed in this file (atomic; readers bound scans by it) */
+    uint64_t closed;   /* epoch of the clean-close checkpoint that last synced it (recovery: a stale copy) */
     struct undo_rec undo __attribute__((aligned(64)));
 };
 _Static_assert(sizeof(struct idx_header) <= IDX_HEADER_BYTES, "index header fits its pages");
@@ -78,6 +79,7 @@ struct data_header {
     uint32_t pow2;
     uint32_t bucket;
     uint64_t used; /* occupied cells, frees awaiting a checkpoint included */
+    uint64_t closed; /* as idx_header.closed */
 };
 
 #endif

@@ -118,17 +118,31 @@ static void map_free(bm_map *m)
 
 /* Persistent maps: lock the drives, check or create the restart file, open the directories for syncing,
  * then recover the newest checkpoint (recovery.c). */
+static int open_error(const bm_config *cfg, int err, const char *what)
+{
+    if (cfg->errbuf && cfg->errbuf_len)
+        snprintf(cfg->errbuf, cfg->errbuf_len, "%s: %s", what, bm_strerror(err));
+    return err;
+}
+
 static int open_persistent(bm_map *m, const bm_config *cfg)
 {
     int err = stor_drives_lock(m->drives, true);
     if (err)
-        return err == -EWOULDBLOCK ? BM_ELOCKED : err;
+        return open_error(cfg, err == -EWOULDBLOCK ? BM_ELOCKED : err, "drive lock");
     struct restart_ident want = {m->ctx.elem_size, m->nbuckets, m->ctx.max_search, m->drives->n, {0}};
     struct restart_ident have;
     err = restart_read(cfg->restart_path, &have, NULL);
+    if (err == BM_ECORRUPT && (cfg->flags & BM_F_SALVAGE) &&
+        restart_find_prefix(m->drives->dirs[0], want.prefix) == 0) {
+        /* Salvage: the identity is what the config says, the prefix what drive 0's manifests say. */
+        err = restart_rewrite_identity(cfg->restart_path, &want);
+        if (!err)
+            err = restart_read(cfg->restart_path, &have, NULL);
+    }
     if (err == -ENOENT) {
         if (restart_drives_hold_map_files(m->drives))
-            return BM_ENORESTART;
+            return open_error(cfg, BM_ENORESTART, cfg->restart_path);
         memcpy(want.prefix, m->drives->prefix, sizeof(want.prefix));
         err = restart_write(cfg->restart_path, &want);
     } else if (!err) {
@@ -138,11 +152,8 @@ static int open_persistent(bm_map *m, const bm_config *cfg)
         else
             memcpy(m->drives->prefix, have.prefix, sizeof(have.prefix));
     }
-    if (err) {
-        if (cfg->errbuf && cfg->errbuf_len)
-            snprintf(cfg->errbuf, cfg->errbuf_len, "%s: %s", cfg->restart_path, bm_strerror(err));
-        return err;
-    }
+    if (err)
+        return open_error(cfg, err, cfg->restart_path);
     m->dir_fds = bm_malloc(m->drives->n * sizeof(int));
     if (!m->dir_fds)
         return -ENOMEM;

@@ -57,7 +57,8 @@ static int fail(struct rcv *r, int err, const char *fmt, ...)
 
 /* ---- step 2: one file of the manifest ---- */
 
-static int open_listed(struct rcv *r, const struct manifest_rec *mr, struct stor_file **out)
+/* closed: after a clean close, the epoch every file must carry (0: no check). */
+static int open_listed(struct rcv *r, const struct manifest_rec *mr, uint64_t closed, struct stor_file **out)
 {
     bm_map *m = r->m;
     struct bkt_ctx *ctx = &m->ctx;
@@ -98,6 +99,10 @@ static int open_listed(struct rcv *r, const struct manifest_rec *mr, struct stor
                  h->elem_size != ctx->elem_size)
             why = "size differs from the checkpoint's";
     }
+    uint64_t stamp = is_index ? ((const struct idx_header *)stor_header(f))->closed
+                              : ((const struct data_header *)stor_header(f))->closed;
+    if (!why && closed && stamp != closed)
+        why = "a stale copy: not the version the clean close synced";
     if (why) {
         stor_file_destroy(f, false);
         return fail(r, err ? err : BM_ECORRUPT, "%s/%s: %s", dir, name, why);
@@ -540,7 +545,7 @@ int recovery_open(bm_map *m, const char *restart_path, bool salvage, char *errbu
             break;
         }
         struct stor_file *f;
-        err = open_listed(&r, mr, &f);
+        err = open_listed(&r, mr, rec.clean ? rec.epoch : 0, &f);
         if (err && salvage && err != -ENOMEM && err != -EMFILE && err != -ENFILE) {
             err = 0;
             force[mr->bucket] = true; /* without the file: what refers to it is dropped by the scrub */

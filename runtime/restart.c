@@ -153,12 +153,9 @@ static int create_excl(const char *path)
     }
 }
 
-int restart_write(const char *path, const struct restart_ident *id)
+static void identity_of(const struct restart_ident *id, struct restart_disk *r)
 {
-    uint8_t *page = bm_calloc(1, RESTART_FILE_BYTES);
-    if (!page)
-        return -ENOMEM;
-    struct restart_disk *r = (struct restart_disk *)page;
+    memset(r, 0, sizeof(*r));
     r->magic = RESTART_MAGIC;
     r->format = RESTART_FORMAT;
     r->elem_size = id->elem_size;
@@ -167,6 +164,14 @@ int restart_write(const char *path, const struct restart_ident *id)
     r->n_drives = id->n_drives;
     memcpy(r->prefix, id->prefix, sizeof(r->prefix));
     r->sum = sum_bytes(r, offsetof(struct restart_disk, sum));
+}
+
+int restart_write(const char *path, const struct restart_ident *id)
+{
+    uint8_t *page = bm_calloc(1, RESTART_FILE_BYTES);
+    if (!page)
+        return -ENOMEM;
+    identity_of(id, (struct restart_disk *)page);
     struct commit_rec c0 = {.magic = COMMIT_MAGIC, .epoch = 0, .clean = 1};
     c0.sum = commit_sum(&c0);
     memcpy(page + SLOT_OFFSET(0), &c0, sizeof(c0));
@@ -194,6 +199,47 @@ int restart_write(const char *path, const struct restart_ident *id)
     bm_free(tmp);
     bm_free(page);
     return err ? err : fsync_dir_of(path);
+}
+
+int restart_rewrite_identity(const char *path, const struct restart_ident *id)
+{
+    struct restart_disk r;
+    identity_of(id, &r);
+    int fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    struct stat st;
+    int err = fstat(fd, &st) ? -errno : 0;
+    if (!err && st.st_size != RESTART_FILE_BYTES && ftruncate(fd, RESTART_FILE_BYTES))
+        err = -errno;
+    if (!err)
+        err = pwrite_all(fd, &r, sizeof(r), 0);
+    if (!err && fsync(fd))
+        err = -errno;
+    close(fd);
+    return err;
+}
+
+int restart_find_prefix(const char *dir, char prefix[24])
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return -errno;
+    struct dirent *de;
+    int found = 0;
+    while ((de = readdir(d))) {
+        struct parsed_name p;
+        if (!restart_parse_name(de->d_name, &p) || p.kind != -1)
+            continue;
+        if (found && strcmp(prefix, p.prefix) != 0) {
+            found = 2;
+            break;
+        }
+        memcpy(prefix, p.prefix, 17);
+        found = 1;
+    }
+    closedir(d);
+    return found == 1 ? 0 : found ? BM_ECORRUPT : -ENOENT;
 }
 
 int restart_open_rw(const char *path)

@@ -64,6 +64,13 @@ int restart_read(const char *path, struct restart_ident *id, uint32_t *format);
  * fsync of the directory) with the identity and commit 0 (an empty map). 0 or a negated errno. */
 int restart_write(const char *path, const struct restart_ident *id);
 
+/* Salvage: rewrites a damaged identity page in place (the commit slots are kept as they are; a short file is
+ * extended). 0 or a negated errno. */
+int restart_rewrite_identity(const char *path, const struct restart_ident *id);
+
+/* Salvage: the prefix of the only map whose manifests are in dir; -ENOENT for none, BM_ECORRUPT for several. */
+int restart_find_prefix(const char *dir, char prefix[24]);
+
 /* Opens the restart file for commits. fd or a negated errno. */
 int restart_open_rw(const char *path);
 
