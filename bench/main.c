@@ -26,6 +26,8 @@ static void usage(FILE *f)
             "  --w4-flush-ms MS   background flusher period in workload 4, systems that have one\n"
             "                     (default 1000; 0 = no flusher)\n"
             "  --w7-updates U     workload 7: random updates before the second timed flush (default 1000)\n"
+            "  --bm-expected      bucketmap: pass the run's key count as bm_config.expected_entries (first index\n"
+            "                     files sized for it; default: start small and grow)\n"
             "  --workloads LIST   subset of 1..7 (default all; 7 = flush after N inserts, after U updates)\n"
             "  --sample K         time every K-th get in workloads 2, 3, 5 (power of two, default 8)\n"
             "  --seed S           key seed\n"
@@ -78,6 +80,9 @@ int main(int argc, char **argv)
         int has = 1;
         if (!strcmp(a, "--quick")) {
             o.n = 20000, o.dur = 0.1, o.w4_dur = 0.3;
+            has = 0;
+        } else if (!strcmp(a, "--bm-expected")) {
+            bench_bm_expected = 1;
             has = 0;
         } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);

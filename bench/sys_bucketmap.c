@@ -16,6 +16,8 @@
 
 _Static_assert(sizeof(bm_key) == KEY_LEN, "bench keys are bucketmap keys");
 
+int bench_bm_expected;
+
 typedef struct bmb_db {
     bm_map *m;
     int reopenable;
@@ -37,6 +39,7 @@ static int bmb_open(const sys_cfg *cfg, void **out, char *err, size_t errlen)
         .n_drives = 1,
         .restart_path = restart,
         .flush_interval_ms = cfg->flush_ms,
+        .expected_entries = bench_bm_expected ? cfg->n_hint : 0,
     };
     int rc = bm_open(&c, &db->m);
     if (rc == 0) {

@@ -18,6 +18,9 @@ typedef struct sys_cfg {
     uint32_t flush_ms; /* > 0: a background flusher with this period, where the system has one */
 } sys_cfg;
 
+/* --bm-expected: bucketmap gets n_hint as bm_config.expected_entries. */
+extern int bench_bm_expected;
+
 typedef struct sys_info {
     int has_disk;        /* disk_bytes valid */
     uint64_t disk_bytes; /* bytes the system's files take (as the system accounts them) */

@@ -100,6 +100,9 @@ typedef struct bm_config {
     uint32_t flags;            /* BM_F_* below */
     char *errbuf;              /* optional: a failed bm_open writes a one-line reason here, naming the file */
     uint32_t errbuf_len;       /* bytes at errbuf */
+    uint64_t expected_entries; /* optional hint: each bucket's first index is sized for its share of this
+                                * many keys (at 80% load), so filling the map to it needs no index grow;
+                                * 0 = start small (one page) and grow. At most 2^40. */
 } bm_config;
 
 /* Do not wait for the disk when creating or growing files (skip preallocation). Files may then be
@@ -156,7 +159,7 @@ typedef struct bm_stats {
 /* Opens (creates, or with a valid restart file reopens) a map and stores it in *out.
  * Errors: BM_EINVAL (NULL cfg/out, elem_size 0 or > BM_MAX_ELEM_SIZE, max_buckets not a power of two or
  * too large, max_search > BM_MAX_SEARCH_LIMIT, n_drives without drives or drives without n_drives, a NULL
- * drive), -ENOENT / -ENOTDIR / -EACCES (a drive does not exist, is not a directory or is not writable),
+ * drive, expected_entries > 2^40), -ENOENT / -ENOTDIR / -EACCES (a drive does not exist, is not a directory or is not writable),
  * BM_ELOCKED (a persistent map is open on one of the drives, or this persistent map's drives are used by
  * another open map; temporary maps may share drives with each other), BM_ECORRUPT / BM_EVERSION / BM_EMISMATCH (the
  * restart file, a commit record, the checkpoint manifest or a map file it names; see README "Persistence

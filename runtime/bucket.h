@@ -85,6 +85,7 @@ struct bkt_ctx {
     uint32_t max_search;
     uint32_t data_cell_size[BKT_NCLASS];
     uint32_t max_elems;   /* BM_MAX_VALUE_BYTES / elem_size */
+    uint64_t first_index_cap; /* entries of a bucket's first index file (bm_config.expected_entries) */
     unsigned file_flags;  /* STOR_* for new files */
     bool temporary;       /* unlink every file at close */
     bool durable;         /* persistent map: checkpoints (frozen slots, shadows, pinned files) */

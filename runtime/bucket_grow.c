@@ -248,11 +248,13 @@ static void adopt_movable(struct bkt *b, uint64_t *mov)
 int grow_create_index(struct bkt *b)
 {
     struct stor_file *f;
-    uint64_t cap = ENTRIES_PER_PAGE, *mov;
+    uint64_t cap = b->ctx->first_index_cap, *mov;
     int err = movable_for(b, cap, &mov);
     if (err)
         return err;
-    if ((err = new_file(b, SPARE_INDEX, IDX_HEADER_BYTES, sizeof(struct bkt_entry), cap, STOR_RANDOM, &f))) {
+    /* A first index sized by expected_entries is filled from the start: fault it in with one call. */
+    unsigned flags = STOR_RANDOM | (cap > ENTRIES_PER_PAGE ? STOR_POPULATE : 0);
+    if ((err = new_file(b, SPARE_INDEX, IDX_HEADER_BYTES, sizeof(struct bkt_entry), cap, flags, &f))) {
         bm_free(mov);
         return err;
     }

@@ -84,6 +84,8 @@ static int validate_config(const bm_config *cfg)
         return BM_EINVAL;
     if (cfg->restart_path && !cfg->restart_path[0])
         return BM_EINVAL;
+    if (cfg->expected_entries > (1ull << 40))
+        return BM_EINVAL;
     return 0;
 }
 
@@ -212,6 +214,11 @@ BM_API int bm_open(const bm_config *cfg, bm_map **out)
     ctx->elem_size = cfg->elem_size;
     ctx->max_search = cfg->max_search ? cfg->max_search : DEFAULT_MAX_SEARCH;
     ctx->max_elems = BM_MAX_VALUE_BYTES / cfg->elem_size;
+    /* A bucket's share of the expected keys at 80% load, in whole pages of entries. */
+    uint64_t per_page = STOR_PAGE / sizeof(struct bkt_entry), share = cfg->expected_entries / m->nbuckets;
+    ctx->first_index_cap = (share * 5 / 4 + per_page - 1) / per_page * per_page;
+    if (ctx->first_index_cap < per_page)
+        ctx->first_index_cap = per_page;
     ctx->file_flags = (cfg->flags & BM_F_NO_PREALLOC) ? STOR_NO_PREALLOC : 0;
     ctx->temporary = true;
     ctx->drives = m->drives;

@@ -135,8 +135,15 @@ START_TEST(t_open_ranges)
         OPEN_FAILS(&cfg, BM_EINVAL);
     }
 
+    cfg = (bm_config){.elem_size = 8, .expected_entries = (1ull << 40) + 1};
+    OPEN_FAILS(&cfg, BM_EINVAL);
+    cfg = (bm_config){.elem_size = 8, .expected_entries = UINT64_MAX};
+    OPEN_FAILS(&cfg, BM_EINVAL);
+
     /* The limits themselves are accepted. */
     const bm_config good[] = {
+        {.elem_size = 8, .max_buckets = 2, .expected_entries = 100000},
+        {.elem_size = 8, .max_buckets = BM_MAX_BUCKETS, .expected_entries = 1},
         {.elem_size = 1},
         {.elem_size = BM_MAX_ELEM_SIZE},
         {.elem_size = 8, .max_buckets = 1},
