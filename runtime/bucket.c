@@ -184,33 +184,15 @@ static inline void mutation_begin(struct bkt *b)
 static inline void mutation_end(struct bkt *b) { bm_store_rel(&b->wseq, b->wseq + 1); }
 
 /* k's live slot in the current index, or -1. */
-static int64_t find(const struct bkt *b, const uint64_t k[4])
-{
-    const struct bkt_state *st = b->state;
-    uint64_t cap = st->cap, home = entry_home(entry_hash(k, st->seed), cap);
-    uint64_t win = window(b->ctx, cap), md = idx_hdr(st)->max_disp;
-    if (md + 1 < win)
-        win = md + 1;
-    for (uint64_t d = 0; d < win; d++) {
-        uint64_t j = home + d >= cap ? home + d - cap : home + d;
-        const struct bkt_entry *e = &st->entries[j];
-        if (entry_tag(e->state) != TAG_FREE && !(e->state & ENTRY_SHADOW) && key_eq(e->key, k))
-            return (int64_t)j;
-    }
-    return -1;
-}
+static int64_t find(const struct bkt *b, const uint64_t k[4]) { return live_slot(b->ctx, b->state, k, true); }
 
 /* Adds the tomb bit to every shadow of k (its key is being deleted: recovery must not bring one back). */
 static void tomb_shadows(struct bkt *b, const uint64_t k[4])
 {
     const struct bkt_state *st = b->state;
-    uint64_t cap = st->cap, home = entry_home(entry_hash(k, st->seed), cap);
-    uint64_t win = window(b->ctx, cap), md = idx_hdr(st)->max_disp;
-    if (md + 1 < win)
-        win = md + 1;
-    for (uint64_t d = 0; d < win; d++) {
-        uint64_t j = home + d >= cap ? home + d - cap : home + d;
-        struct bkt_entry *e = &st->entries[j];
+    struct probe p = probe_window(b->ctx, st, k, true);
+    for (uint64_t d = 0; d < p.len; d++) {
+        struct bkt_entry *e = &st->entries[probe_at(&p, d)];
         if ((e->state & (ENTRY_SHADOW | ENTRY_TOMB)) == ENTRY_SHADOW && entry_tag(e->state) != TAG_FREE &&
             key_eq(e->key, k))
             entry_set_flags(e, ENTRY_SHADOW | ENTRY_TOMB);

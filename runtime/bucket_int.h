@@ -65,6 +65,41 @@ static inline uint64_t disp_of(const uint64_t k[4], uint64_t seed, uint64_t cap,
     return j >= home ? j - home : j + cap - home;
 }
 
+/* Writers' walk over k's probe window (bucket lock held): for (d = 0; d < w.len; d++) slot probe_at(&w, d).
+ * bounded: stop at max_disp as readers do; else the whole window (verify, which checks max_disp itself). */
+struct probe {
+    uint64_t home, cap, len;
+};
+
+static inline struct probe probe_window(const struct bkt_ctx *ctx, const struct bkt_state *st, const uint64_t k[4],
+                                        bool bounded)
+{
+    struct probe p = {entry_home(entry_hash(k, st->seed), st->cap), st->cap, window(ctx, st->cap)};
+    uint64_t md = idx_hdr(st)->max_disp;
+    if (bounded && md + 1 < p.len)
+        p.len = md + 1;
+    return p;
+}
+
+static inline uint64_t probe_at(const struct probe *p, uint64_t d)
+{
+    return p->home + d >= p->cap ? p->home + d - p->cap : p->home + d;
+}
+
+/* k's live (unshadowed) slot, or -1 (bucket lock held). */
+static inline int64_t live_slot(const struct bkt_ctx *ctx, const struct bkt_state *st, const uint64_t k[4],
+                                bool bounded)
+{
+    struct probe p = probe_window(ctx, st, k, bounded);
+    for (uint64_t d = 0; d < p.len; d++) {
+        uint64_t j = probe_at(&p, d);
+        const struct bkt_entry *e = &st->entries[j];
+        if (entry_tag(e->state) != TAG_FREE && !(e->state & ENTRY_SHADOW) && key_eq(e->key, k))
+            return (int64_t)j;
+    }
+    return -1;
+}
+
 /* Whether slot j's entry arrived since the last checkpoint cut (may move or be rewritten elsewhere). */
 static inline bool slot_movable(const struct bkt *b, uint64_t j)
 {

@@ -92,19 +92,6 @@ static int mark_ref(uint8_t **seen, unsigned c, uint64_t i)
     return was;
 }
 
-/* k's live slot, or -1 (bucket lock held). */
-static int64_t live_slot(const struct bkt *b, const struct bkt_state *st, const uint64_t k[4])
-{
-    uint64_t cap = st->cap, home = entry_home(entry_hash(k, st->seed), cap), win = window(b->ctx, cap);
-    for (uint64_t d = 0; d < win; d++) {
-        uint64_t j = home + d >= cap ? home + d - cap : home + d;
-        const struct bkt_entry *e = &st->entries[j];
-        if (entry_tag(e->state) != TAG_FREE && !(e->state & ENTRY_SHADOW) && key_eq(e->key, k))
-            return (int64_t)j;
-    }
-    return -1;
-}
-
 void bkt_verify(struct bkt *b, bm_verify_report *r)
 {
     (void)bkt_lock(b); /* bm_verify refuses inside callbacks, so no other bucket lock is held here */
@@ -130,7 +117,7 @@ void bkt_verify(struct bkt *b, bm_verify_report *r)
             live++;
             r->entries++;
             uint64_t d = disp_of(e->key, st->seed, st->cap, i);
-            if (d >= win || d > h->max_disp || live_slot(b, st, e->key) != (int64_t)i)
+            if (d >= win || d > h->max_disp || live_slot(ctx, st, e->key, false) != (int64_t)i)
                 r->misplaced++;
             if (e->rc == 0)
                 r->zero_refcounts++;
