@@ -5,7 +5,8 @@
  * A grow's steps (bucket lock held):
  *   build the new file beside the old (a prepared spare, a recycled one, or a new file)
  *   -> copy (data: cell i to i << 1) or rehash (index, Robin Hood, shadowed entries left behind)
- *   -> header magic last -> rcu_assign(state) -> after a grace period (state_free_cb):
+ *   -> header magic last -> rcu_assign(state) -> the old state goes on the map's deferral queue, and after a
+ *      grace period, on the map's maintenance thread (state_free_cb, runtime/defer.h):
  *        the old file becomes a spare, or, when a checkpoint may name it, is pinned until a later
  *        checkpoint commits (runtime/checkpoint.c) and only then becomes a spare.
  * Nothing here syncs: a grown file becomes durable with the next checkpoint, which names it in its
@@ -127,11 +128,11 @@ void grow_drop_spares(struct bkt *b)
 
 /* ---- publishing ---- */
 
-/* Runs on the call_rcu thread: no reader can still use old->retired. */
-static void state_free_cb(rcu_glue_head *h)
+/* Runs on the map's maintenance thread (or at close), never on liburcu's call_rcu thread: recycling a file
+ * is I/O. No reader can still use old->retired. */
+static void state_free_cb(struct defer_node *n)
 {
-    rcu_glue_callback_enter(h);
-    struct bkt_state *old = caa_container_of(h, struct bkt_state, rcu);
+    struct bkt_state *old = caa_container_of(n, struct bkt_state, defer);
     struct stor_file *f = old->retired;
     if (f && old->pin) {
         struct bkt_ctx *ctx = old->owner->ctx;
@@ -167,7 +168,7 @@ static void publish(struct bkt *b, struct bkt_state *next, struct stor_file *rep
             pin->retire_epoch = b->epoch;
             pin->slot = slot;
         }
-        rcu_glue_defer(&cur->rcu, state_free_cb);
+        defer_push(&b->ctx->defer, &cur->defer, state_free_cb, replaced != NULL);
     }
 }
 

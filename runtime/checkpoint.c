@@ -1,6 +1,7 @@
 /*
- * checkpoint.c — the durability protocol: bm_flush as an atomic checkpoint, the background flusher, and
- * the releases a committed checkpoint allows.
+ * checkpoint.c — the durability protocol: bm_flush as an atomic checkpoint, the background flusher (a
+ * periodic task of the map's maintenance thread, runtime/defer.h), and the releases a committed checkpoint
+ * allows.
  *
  * NOTES (the order of durable writes; every number is a barrier the next step waits for)
  *
@@ -275,61 +276,6 @@ int checkpoint_close(bm_map *m)
     return checkpoint_run(m, true);
 }
 
-static void *flusher_main(void *arg)
-{
-    bm_map *m = arg;
-    rcu_glue_thread_enter();
-    pthread_mutex_lock(&m->flusher_lock);
-    while (!m->flusher_stop) {
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        uint64_t ns = until.tv_nsec + (uint64_t)(m->flush_interval_ms % 1000) * 1000000ull;
-        until.tv_sec += m->flush_interval_ms / 1000 + (time_t)(ns / 1000000000ull);
-        until.tv_nsec = (long)(ns % 1000000000ull);
-        if (pthread_cond_timedwait(&m->flusher_cond, &m->flusher_lock, &until) == ETIMEDOUT &&
-            !m->flusher_stop) {
-            pthread_mutex_unlock(&m->flusher_lock);
-            (void)map_flush(m); /* an error is sticky in the map; the next caller sees it */
-            pthread_mutex_lock(&m->flusher_lock);
-        }
-    }
-    pthread_mutex_unlock(&m->flusher_lock);
-    return NULL;
-}
+static void flusher_tick(void *arg) { (void)map_flush(arg); }
 
-int map_flusher_start(bm_map *m)
-{
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    int e = pthread_cond_init(&m->flusher_cond, &ca);
-    pthread_condattr_destroy(&ca);
-    if (e)
-        return -e;
-    if ((e = pthread_mutex_init(&m->flusher_lock, NULL))) {
-        pthread_cond_destroy(&m->flusher_cond);
-        return -e;
-    }
-    m->flusher_stop = false;
-    if ((e = pthread_create(&m->flusher, NULL, flusher_main, m))) {
-        pthread_mutex_destroy(&m->flusher_lock);
-        pthread_cond_destroy(&m->flusher_cond);
-        return -e;
-    }
-    m->flusher_running = true;
-    return 0;
-}
-
-void map_flusher_stop(bm_map *m)
-{
-    if (!m->flusher_running)
-        return;
-    pthread_mutex_lock(&m->flusher_lock);
-    m->flusher_stop = true;
-    pthread_cond_signal(&m->flusher_cond);
-    pthread_mutex_unlock(&m->flusher_lock);
-    pthread_join(m->flusher, NULL);
-    pthread_mutex_destroy(&m->flusher_lock);
-    pthread_cond_destroy(&m->flusher_cond);
-    m->flusher_running = false;
-}
+int map_flusher_start(bm_map *m) { return defer_set_periodic(&m->ctx.defer, flusher_tick, m, m->flush_interval_ms); }
