@@ -15,6 +15,7 @@
 #include "runtime/bucket_int.h"
 
 #include "common/bm_mem.h"
+#include "common/bm_probes.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -329,6 +330,7 @@ int grow_index(struct bkt *b)
     struct bkt_state *st = b->state;
     uint64_t t0 = now_ns(), cap = st->cap;
     int err;
+    BM_PROBE3(grow_start, b->ix, SPARE_INDEX, st->cap);
     for (;;) {
         cap = next_index_cap(cap);
         if (cap > MAX_INDEX_CAP) {
@@ -381,10 +383,13 @@ int grow_index(struct bkt *b)
         adopt_movable(b, mov);
         publish(b, next, st->index, SPARE_INDEX, pin);
         bm_add_rlx(&ctx->ctr->index_grows, 1);
-        bm_add_rlx(&ctx->ctr->grow_ns, now_ns() - t0);
+        uint64_t ns = now_ns() - t0;
+        bm_add_rlx(&ctx->ctr->grow_ns, ns);
+        BM_PROBE5(grow_end, b->ix, SPARE_INDEX, st->cap, cap, ns);
         return 0;
     }
     bm_add_rlx(&ctx->ctr->grow_errors, 1);
+    BM_PROBE5(grow_end, b->ix, SPARE_INDEX, st->cap, 0, now_ns() - t0); /* new size 0: the grow failed */
     return err;
 }
 
@@ -409,6 +414,7 @@ int grow_data(struct bkt *b, unsigned c)
     unsigned pow2 = old ? st->data_pow2[c] + 1u : initial_data_pow2(cell);
     struct pinned_file *pin = NULL;
     int err;
+    BM_PROBE3(grow_start, b->ix, SPARE_DATA(c), old ? old->ncells : 0);
     if (pow2 > MAX_DATA_POW2) {
         err = BM_ENOSPACE;
         goto fail;
@@ -448,10 +454,13 @@ int grow_data(struct bkt *b, unsigned c)
     publish(b, next, old, SPARE_DATA(c), pin);
     if (old)
         bm_add_rlx(&ctx->ctr->data_grows, 1);
-    bm_add_rlx(&ctx->ctr->grow_ns, now_ns() - t0);
+    uint64_t ns = now_ns() - t0;
+    bm_add_rlx(&ctx->ctr->grow_ns, ns);
+    BM_PROBE5(grow_end, b->ix, SPARE_DATA(c), old ? old->ncells : 0, 1ull << pow2, ns);
     return 0;
 fail:
     bm_free(pin);
     bm_add_rlx(&ctx->ctr->grow_errors, 1);
+    BM_PROBE5(grow_end, b->ix, SPARE_DATA(c), old ? old->ncells : 0, 0, now_ns() - t0);
     return err;
 }

@@ -41,6 +41,7 @@
 
 #include "common/bm_atomic.h"
 #include "common/bm_mem.h"
+#include "common/bm_probes.h"
 #include "runtime/bucket_int.h"
 #include "runtime/restart.h"
 
@@ -178,7 +179,9 @@ int checkpoint_run(bm_map *m, bool clean)
     uint64_t t0 = now_ns(), E = m->epoch, count = 0;
     struct collect c = {0};
     int err = 0;
+    BM_PROBE2(checkpoint_start, E, clean);
     uint32_t cut = 0;
+    size_t nsynced = 0;
     /* 1. cut */
     for (; cut < m->nbuckets && !err; cut++)
         err = cut_bucket(&m->buckets[cut], &c, &count, clean ? E : 0);
@@ -191,6 +194,7 @@ int checkpoint_run(bm_map *m, bool clean)
         goto out;
     }
     size_t nfiles = c.n;
+    nsynced = nfiles;
     for (uint32_t i = 0; i < m->drives->n; i++)
         c.fds[c.n++] = m->dir_fds[i];
     /* 2. sync */
@@ -247,8 +251,12 @@ int checkpoint_run(bm_map *m, bool clean)
     goto out;
 failed:
     bm_store_rlx(&m->failed, 1);
-out:
-    bm_add_rlx(&m->flush_ns, now_ns() - t0);
+out:;
+    uint64_t ns = now_ns() - t0;
+    bm_add_rlx(&m->flush_ns, ns);
+    /* files: data and index files this checkpoint synced (0 when it failed before the sync) */
+    BM_PROBE4(checkpoint_end, E, err ? 0 : nsynced, err, ns);
+    (void)nsynced;
     pthread_mutex_unlock(&m->ckpt_lock);
     bm_free(c.files);
     bm_free(c.fds);
