@@ -328,9 +328,11 @@ int grow_index(struct bkt *b)
 {
     struct bkt_ctx *ctx = b->ctx;
     struct bkt_state *st = b->state;
-    uint64_t t0 = now_ns(), cap = st->cap;
+    /* Once published, st may be freed by the maintenance thread: the probes use this copy. */
+    const uint64_t old_cap = st->cap;
+    uint64_t t0 = now_ns(), cap = old_cap;
     int err;
-    BM_PROBE3(grow_start, b->ix, SPARE_INDEX, st->cap);
+    BM_PROBE3(grow_start, b->ix, SPARE_INDEX, old_cap);
     for (;;) {
         cap = next_index_cap(cap);
         if (cap > MAX_INDEX_CAP) {
@@ -385,11 +387,11 @@ int grow_index(struct bkt *b)
         bm_add_rlx(&ctx->ctr->index_grows, 1);
         uint64_t ns = now_ns() - t0;
         bm_add_rlx(&ctx->ctr->grow_ns, ns);
-        BM_PROBE5(grow_end, b->ix, SPARE_INDEX, st->cap, cap, ns);
+        BM_PROBE5(grow_end, b->ix, SPARE_INDEX, old_cap, cap, ns);
         return 0;
     }
     bm_add_rlx(&ctx->ctr->grow_errors, 1);
-    BM_PROBE5(grow_end, b->ix, SPARE_INDEX, st->cap, 0, now_ns() - t0); /* new size 0: the grow failed */
+    BM_PROBE5(grow_end, b->ix, SPARE_INDEX, old_cap, 0, now_ns() - t0); /* new size 0: the grow failed */
     return err;
 }
 
@@ -414,7 +416,10 @@ int grow_data(struct bkt *b, unsigned c)
     unsigned pow2 = old ? st->data_pow2[c] + 1u : initial_data_pow2(cell);
     struct pinned_file *pin = NULL;
     int err;
-    BM_PROBE3(grow_start, b->ix, SPARE_DATA(c), old ? old->ncells : 0);
+    /* Once published, old may be recycled or closed by the maintenance thread: the probes use this copy. */
+    const uint64_t old_cells = old ? old->ncells : 0;
+    BM_PROBE3(grow_start, b->ix, SPARE_DATA(c), old_cells);
+    (void)old_cells;
     if (pow2 > MAX_DATA_POW2) {
         err = BM_ENOSPACE;
         goto fail;
@@ -456,11 +461,11 @@ int grow_data(struct bkt *b, unsigned c)
         bm_add_rlx(&ctx->ctr->data_grows, 1);
     uint64_t ns = now_ns() - t0;
     bm_add_rlx(&ctx->ctr->grow_ns, ns);
-    BM_PROBE5(grow_end, b->ix, SPARE_DATA(c), old ? old->ncells : 0, 1ull << pow2, ns);
+    BM_PROBE5(grow_end, b->ix, SPARE_DATA(c), old_cells, 1ull << pow2, ns);
     return 0;
 fail:
     bm_free(pin);
     bm_add_rlx(&ctx->ctr->grow_errors, 1);
-    BM_PROBE5(grow_end, b->ix, SPARE_DATA(c), old ? old->ncells : 0, 0, now_ns() - t0);
+    BM_PROBE5(grow_end, b->ix, SPARE_DATA(c), old_cells, 0, now_ns() - t0);
     return err;
 }
