@@ -168,8 +168,10 @@ typedef struct bm_stats {
  * cfg->errbuf (if given) holds a one-line reason naming the file. */
 int bm_open(const bm_config *cfg, bm_map **out);
 
-/* Flushes (persistent maps), releases every mapping, fd and lock; a temporary map removes every file and
- * directory it created. NULL is ignored. No other call on m may run concurrently or follow. */
+/* Flushes (persistent maps), releases every mapping, fd and lock, and joins the map's maintenance thread
+ * (which recycles replaced files and runs the background flusher; at most one per map); a temporary map
+ * removes every file and directory it created. Waits for one RCU grace period, not for liburcu's call_rcu
+ * machinery. NULL is ignored. No other call on m may run concurrently or follow. */
 void bm_close(bm_map *m);
 
 /* Upsert: key k gets exactly n elements copied from elems and the refcount.

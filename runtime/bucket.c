@@ -29,6 +29,7 @@
  *   in-place rewrite: undo record armed around it (undo.c)
  *   delete:           tomb bits on the key's shadows, then the live slot freed
  */
+#include "common/bm_probes.h"
 #include "runtime/bucket_int.h"
 
 #include "common/bm_mem.h"
@@ -137,8 +138,10 @@ int bkt_lookup(struct bkt *b, const uint64_t k[4], struct bkt_val *out)
         }
         break;
     }
-    if (bm_unlikely(retries))
+    if (bm_unlikely(retries)) {
         bm_add_rlx(&b->ctx->ctr->reader_retries, retries);
+        BM_PROBE2(reader_retry, b->ix, retries); /* off the retry-free path: bm_get's count is unchanged */
+    }
     return rc;
 }
 

@@ -11,6 +11,7 @@
 #define BM_BUCKET_H
 
 #include "bucketmap.h"
+#include "runtime/defer.h"
 #include "runtime/entry.h"
 #include "runtime/format.h"
 #include "storage/stor_drives.h"
@@ -34,7 +35,7 @@ struct bkt_state {
     uint64_t seed;
     struct stor_file *data[BKT_NCLASS];
     uint8_t data_pow2[BKT_NCLASS];
-    rcu_glue_head rcu;
+    struct defer_node defer; /* queued on the map's deferral queue when replaced (bucket_grow.c) */
     struct bkt *owner;
     struct stor_file *retired; /* a storage the successor state replaced: recycled after a grace period */
     unsigned retired_slot;     /* SPARE_INDEX or SPARE_DATA(c) */
@@ -98,6 +99,8 @@ struct bkt_ctx {
     /* Files replaced since the checkpoint that may name them (persistent maps). */
     pthread_mutex_t pin_lock;
     struct pinned_file *pinned;
+    /* Releases that wait for a grace period, and the thread that runs them (runtime/defer.h). */
+    struct defer_queue defer;
 };
 
 struct bkt {
@@ -125,7 +128,7 @@ struct bkt {
     uint64_t ready_seq;        /* atomic: items with a smaller seq may be released */
     uint64_t reclaim_target;
     uint32_t reclaim_inflight; /* atomic */
-    rcu_glue_head reclaim_rcu;
+    struct defer_node reclaim_node;
     /* atomic: up to SPARES retired files per kind, kept for the next grows to recycle (grows of a small
      * index come faster than grace periods end, so one spare is often still in use when the next is due) */
     struct stor_file *spare[1 + BKT_NCLASS][SPARES];
@@ -141,7 +144,7 @@ struct bkt_val {
 };
 
 int bkt_init(struct bkt *b, struct bkt_ctx *ctx, uint32_t ix);
-/* After rcu_glue_barrier(): no reader, writer or callback may still use b. */
+/* After the map's deferral queue was stopped and drained: no reader, writer or deferred node may still use b. */
 void bkt_fini(struct bkt *b);
 
 /* Inside a read-side section (or the ablation's read lock, which bkt_read_begin/end take). */

@@ -8,8 +8,8 @@
  *     after a power loss the entry that the last checkpoint holds still finds its cell intact (checkpoint.c).
  * Shadowed slots (entry.h) wait in the same queue for the same checkpoint, then become FREE.
  *
- * Temporary maps advance through call_rcu: once enough items wait, a callback marks them ready after a
- * grace period and the next writer of the bucket releases them. Persistent maps release at the checkpoint
+ * Temporary maps advance through the map's deferral queue (runtime/defer.h): once enough items wait, a
+ * queued node marks them ready after a grace period and the next writer of the bucket releases them. Persistent maps release at the checkpoint
  * (pend_release_epoch), which has waited for a grace period first. Nothing here waits for a grace period
  * under the bucket lock.
  */
@@ -78,10 +78,9 @@ int pend_reserve(struct bkt *b, uint64_t n)
     return 0;
 }
 
-static void reclaim_cb(rcu_glue_head *h)
+static void reclaim_cb(struct defer_node *n)
 {
-    rcu_glue_callback_enter(h);
-    struct bkt *b = caa_container_of(h, struct bkt, reclaim_rcu);
+    struct bkt *b = caa_container_of(n, struct bkt, reclaim_node);
     bm_store_rel(&b->ready_seq, b->reclaim_target);
     bm_store_rel(&b->reclaim_inflight, 0);
 }
@@ -101,7 +100,7 @@ void pend_push(struct bkt *b, uint32_t kind, uint32_t cls, uint64_t a)
     if (!bm_load_acq(&b->reclaim_inflight) && end - bm_load_rlx(&b->ready_seq) >= RECLAIM_BATCH) {
         bm_store_rlx(&b->reclaim_inflight, 1);
         b->reclaim_target = end;
-        rcu_glue_defer(&b->reclaim_rcu, reclaim_cb);
+        defer_push(&b->ctx->defer, &b->reclaim_node, reclaim_cb, true);
     }
 }
 

@@ -5,7 +5,8 @@
  * A grow's steps (bucket lock held):
  *   build the new file beside the old (a prepared spare, a recycled one, or a new file)
  *   -> copy (data: cell i to i << 1) or rehash (index, Robin Hood, shadowed entries left behind)
- *   -> header magic last -> rcu_assign(state) -> after a grace period (state_free_cb):
+ *   -> header magic last -> rcu_assign(state) -> the old state goes on the map's deferral queue, and after a
+ *      grace period, on the map's maintenance thread (state_free_cb, runtime/defer.h):
  *        the old file becomes a spare, or, when a checkpoint may name it, is pinned until a later
  *        checkpoint commits (runtime/checkpoint.c) and only then becomes a spare.
  * Nothing here syncs: a grown file becomes durable with the next checkpoint, which names it in its
@@ -14,6 +15,7 @@
 #include "runtime/bucket_int.h"
 
 #include "common/bm_mem.h"
+#include "common/bm_probes.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,11 +129,11 @@ void grow_drop_spares(struct bkt *b)
 
 /* ---- publishing ---- */
 
-/* Runs on the call_rcu thread: no reader can still use old->retired. */
-static void state_free_cb(rcu_glue_head *h)
+/* Runs on the map's maintenance thread (or at close), never on liburcu's call_rcu thread: recycling a file
+ * is I/O. No reader can still use old->retired. */
+static void state_free_cb(struct defer_node *n)
 {
-    rcu_glue_callback_enter(h);
-    struct bkt_state *old = caa_container_of(h, struct bkt_state, rcu);
+    struct bkt_state *old = caa_container_of(n, struct bkt_state, defer);
     struct stor_file *f = old->retired;
     if (f && old->pin) {
         struct bkt_ctx *ctx = old->owner->ctx;
@@ -167,7 +169,7 @@ static void publish(struct bkt *b, struct bkt_state *next, struct stor_file *rep
             pin->retire_epoch = b->epoch;
             pin->slot = slot;
         }
-        rcu_glue_defer(&cur->rcu, state_free_cb);
+        defer_push(&b->ctx->defer, &cur->defer, state_free_cb, replaced != NULL);
     }
 }
 
@@ -328,8 +330,11 @@ int grow_index(struct bkt *b)
 {
     struct bkt_ctx *ctx = b->ctx;
     struct bkt_state *st = b->state;
-    uint64_t t0 = now_ns(), cap = st->cap;
+    /* Once published, st may be freed by the maintenance thread: the probes use this copy. */
+    const uint64_t old_cap = st->cap;
+    uint64_t t0 = now_ns(), cap = old_cap;
     int err;
+    BM_PROBE3(grow_start, b->ix, SPARE_INDEX, old_cap);
     for (;;) {
         cap = next_index_cap(cap);
         if (cap > MAX_INDEX_CAP) {
@@ -382,10 +387,13 @@ int grow_index(struct bkt *b)
         adopt_movable(b, mov);
         publish(b, next, st->index, SPARE_INDEX, pin);
         bm_add_rlx(&ctx->ctr->index_grows, 1);
-        bm_add_rlx(&ctx->ctr->grow_ns, now_ns() - t0);
+        uint64_t ns = now_ns() - t0;
+        bm_add_rlx(&ctx->ctr->grow_ns, ns);
+        BM_PROBE5(grow_end, b->ix, SPARE_INDEX, old_cap, cap, ns);
         return 0;
     }
     bm_add_rlx(&ctx->ctr->grow_errors, 1);
+    BM_PROBE5(grow_end, b->ix, SPARE_INDEX, old_cap, 0, now_ns() - t0); /* new size 0: the grow failed */
     return err;
 }
 
@@ -410,6 +418,10 @@ int grow_data(struct bkt *b, unsigned c)
     unsigned pow2 = old ? st->data_pow2[c] + 1u : initial_data_pow2(cell);
     struct pinned_file *pin = NULL;
     int err;
+    /* Once published, old may be recycled or closed by the maintenance thread: the probes use this copy. */
+    const uint64_t old_cells = old ? old->ncells : 0;
+    BM_PROBE3(grow_start, b->ix, SPARE_DATA(c), old_cells);
+    (void)old_cells;
     if (pow2 > MAX_DATA_POW2) {
         err = BM_ENOSPACE;
         goto fail;
@@ -449,10 +461,13 @@ int grow_data(struct bkt *b, unsigned c)
     publish(b, next, old, SPARE_DATA(c), pin);
     if (old)
         bm_add_rlx(&ctx->ctr->data_grows, 1);
-    bm_add_rlx(&ctx->ctr->grow_ns, now_ns() - t0);
+    uint64_t ns = now_ns() - t0;
+    bm_add_rlx(&ctx->ctr->grow_ns, ns);
+    BM_PROBE5(grow_end, b->ix, SPARE_DATA(c), old_cells, 1ull << pow2, ns);
     return 0;
 fail:
     bm_free(pin);
     bm_add_rlx(&ctx->ctr->grow_errors, 1);
+    BM_PROBE5(grow_end, b->ix, SPARE_DATA(c), old_cells, 0, now_ns() - t0);
     return err;
 }

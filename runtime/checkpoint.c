@@ -1,6 +1,7 @@
 /*
- * checkpoint.c — the durability protocol: bm_flush as an atomic checkpoint, the background flusher, and
- * the releases a committed checkpoint allows.
+ * checkpoint.c — the durability protocol: bm_flush as an atomic checkpoint, the background flusher (a
+ * periodic task of the map's maintenance thread, runtime/defer.h), and the releases a committed checkpoint
+ * allows.
  *
  * NOTES (the order of durable writes; every number is a barrier the next step waits for)
  *
@@ -40,6 +41,7 @@
 
 #include "common/bm_atomic.h"
 #include "common/bm_mem.h"
+#include "common/bm_probes.h"
 #include "runtime/bucket_int.h"
 #include "runtime/restart.h"
 
@@ -177,7 +179,9 @@ int checkpoint_run(bm_map *m, bool clean)
     uint64_t t0 = now_ns(), E = m->epoch, count = 0;
     struct collect c = {0};
     int err = 0;
+    BM_PROBE2(checkpoint_start, E, clean);
     uint32_t cut = 0;
+    size_t nsynced = 0;
     /* 1. cut */
     for (; cut < m->nbuckets && !err; cut++)
         err = cut_bucket(&m->buckets[cut], &c, &count, clean ? E : 0);
@@ -190,6 +194,7 @@ int checkpoint_run(bm_map *m, bool clean)
         goto out;
     }
     size_t nfiles = c.n;
+    nsynced = nfiles;
     for (uint32_t i = 0; i < m->drives->n; i++)
         c.fds[c.n++] = m->dir_fds[i];
     /* 2. sync */
@@ -246,8 +251,12 @@ int checkpoint_run(bm_map *m, bool clean)
     goto out;
 failed:
     bm_store_rlx(&m->failed, 1);
-out:
-    bm_add_rlx(&m->flush_ns, now_ns() - t0);
+out:;
+    uint64_t ns = now_ns() - t0;
+    bm_add_rlx(&m->flush_ns, ns);
+    /* files: data and index files this checkpoint synced (0 when it failed before the sync) */
+    BM_PROBE4(checkpoint_end, E, err ? 0 : nsynced, err, ns);
+    (void)nsynced;
     pthread_mutex_unlock(&m->ckpt_lock);
     bm_free(c.files);
     bm_free(c.fds);
@@ -275,61 +284,6 @@ int checkpoint_close(bm_map *m)
     return checkpoint_run(m, true);
 }
 
-static void *flusher_main(void *arg)
-{
-    bm_map *m = arg;
-    rcu_glue_thread_enter();
-    pthread_mutex_lock(&m->flusher_lock);
-    while (!m->flusher_stop) {
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        uint64_t ns = until.tv_nsec + (uint64_t)(m->flush_interval_ms % 1000) * 1000000ull;
-        until.tv_sec += m->flush_interval_ms / 1000 + (time_t)(ns / 1000000000ull);
-        until.tv_nsec = (long)(ns % 1000000000ull);
-        if (pthread_cond_timedwait(&m->flusher_cond, &m->flusher_lock, &until) == ETIMEDOUT &&
-            !m->flusher_stop) {
-            pthread_mutex_unlock(&m->flusher_lock);
-            (void)map_flush(m); /* an error is sticky in the map; the next caller sees it */
-            pthread_mutex_lock(&m->flusher_lock);
-        }
-    }
-    pthread_mutex_unlock(&m->flusher_lock);
-    return NULL;
-}
+static void flusher_tick(void *arg) { (void)map_flush(arg); }
 
-int map_flusher_start(bm_map *m)
-{
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    int e = pthread_cond_init(&m->flusher_cond, &ca);
-    pthread_condattr_destroy(&ca);
-    if (e)
-        return -e;
-    if ((e = pthread_mutex_init(&m->flusher_lock, NULL))) {
-        pthread_cond_destroy(&m->flusher_cond);
-        return -e;
-    }
-    m->flusher_stop = false;
-    if ((e = pthread_create(&m->flusher, NULL, flusher_main, m))) {
-        pthread_mutex_destroy(&m->flusher_lock);
-        pthread_cond_destroy(&m->flusher_cond);
-        return -e;
-    }
-    m->flusher_running = true;
-    return 0;
-}
-
-void map_flusher_stop(bm_map *m)
-{
-    if (!m->flusher_running)
-        return;
-    pthread_mutex_lock(&m->flusher_lock);
-    m->flusher_stop = true;
-    pthread_cond_signal(&m->flusher_cond);
-    pthread_mutex_unlock(&m->flusher_lock);
-    pthread_join(m->flusher, NULL);
-    pthread_mutex_destroy(&m->flusher_lock);
-    pthread_cond_destroy(&m->flusher_cond);
-    m->flusher_running = false;
-}
+int map_flusher_start(bm_map *m) { return defer_set_periodic(&m->ctx.defer, flusher_tick, m, m->flush_interval_ms); }

@@ -91,6 +91,9 @@ static int validate_config(const bm_config *cfg)
 
 static void map_free(bm_map *m)
 {
+    /* Every deferred release must have run before the buckets go away. */
+    defer_stop(&m->ctx.defer);
+    defer_drain(&m->ctx.defer);
     if (m->buckets) {
         for (uint32_t i = 0; i < m->nbuckets; i++)
             bkt_fini(&m->buckets[i]);
@@ -110,6 +113,7 @@ static void map_free(bm_map *m)
         bm_free(p);
     }
     pthread_mutex_destroy(&m->ctx.pin_lock);
+    defer_fini(&m->ctx.defer);
     if (m->ckpt_lock_init)
         pthread_mutex_destroy(&m->ckpt_lock);
     if (m->restart_fd >= 0)
@@ -198,6 +202,11 @@ BM_API int bm_open(const bm_config *cfg, bm_map **out)
         bm_free(m);
         return -err;
     }
+    if ((err = defer_init(&m->ctx.defer))) {
+        pthread_mutex_destroy(&m->ctx.pin_lock);
+        bm_free(m);
+        return err;
+    }
     m->nbuckets = cfg->max_buckets ? cfg->max_buckets : DEFAULT_BUCKETS;
     m->shift = 64 - (uint32_t)__builtin_ctz(m->nbuckets);
     err = stor_drives_open(cfg->drives, cfg->n_drives, &m->drives);
@@ -207,6 +216,7 @@ BM_API int bm_open(const bm_config *cfg, bm_map **out)
     }
     if (err) {
         pthread_mutex_destroy(&m->ctx.pin_lock);
+        defer_fini(&m->ctx.defer);
         bm_free(m);
         return err;
     }
@@ -248,8 +258,7 @@ BM_API int bm_open(const bm_config *cfg, bm_map **out)
     }
     if (cfg->restart_path) {
         if ((err = open_persistent(m, cfg))) {
-            rcu_glue_barrier(); /* callbacks of the recovery's own checkpoint, if it got that far */
-            map_free(m);
+            map_free(m); /* runs what the recovery's own checkpoint deferred, if it got that far */
             return err;
         }
 #ifdef BM_TEST_HOOKS
@@ -272,12 +281,12 @@ BM_API void bm_close(bm_map *m)
     if (!m)
         return;
     rcu_glue_thread_enter();
-    map_flusher_stop(m);
-    /* Every deferred free (old states, their files, cell reclaim) must run before the buckets go away, and
-     * pinned files must have reached the pinned list before the closing checkpoint releases them. */
-    rcu_glue_barrier();
+    /* The maintenance thread (and with it the background checkpoint) stops first; then every deferred
+     * release runs here after one grace period, so pinned files have reached the pinned list before the
+     * closing checkpoint releases them. No call_rcu barrier: the map defers nothing to liburcu's thread. */
+    defer_stop(&m->ctx.defer);
+    defer_drain(&m->ctx.defer);
     (void)checkpoint_close(m); /* a failure was sticky and reported to the writers already */
-    rcu_glue_barrier();
     map_free(m);
 }
 

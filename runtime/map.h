@@ -34,13 +34,7 @@ struct bm_map {
     uint64_t manifest_epoch, manifest_len, manifest_sum, manifest_recs_sum;
     uint32_t manifest_nfiles;
     uint64_t boot_id; /* this boot's (recovery.c); 0 when unknown */
-    /* background flusher */
-    pthread_t flusher;
-    bool flusher_running;
-    bool flusher_stop;
-    uint32_t flush_interval_ms;
-    pthread_mutex_t flusher_lock;
-    pthread_cond_t flusher_cond;
+    uint32_t flush_interval_ms; /* background checkpoints, on the maintenance thread (ctx.defer) */
 };
 
 /* A checkpoint (checkpoint.c NOTES): every write that returned before the call is durable when it returns 0.
@@ -54,9 +48,9 @@ int checkpoint_close(bm_map *m);
  * not closed cleanly (or salvage is set), commits, and removes files no commit needs. errbuf gets a
  * description naming the file on failure. */
 int recovery_open(bm_map *m, const char *restart_path, bool salvage, char *errbuf, size_t errlen);
+/* Makes the map's maintenance thread also checkpoint every flush_interval_ms. 0 or -errno. */
 int map_flusher_start(bm_map *m);
 /* Whether this thread is inside a bm_update or bm_read callback (of any map). */
 bool map_in_callback(void);
-void map_flusher_stop(bm_map *m);
 
 #endif

@@ -27,6 +27,7 @@
 #include "runtime/map.h"
 
 #include "common/bm_mem.h"
+#include "common/bm_probes.h"
 #include "runtime/bucket_int.h"
 #include "runtime/restart.h"
 
@@ -345,7 +346,9 @@ static int scrub(struct bkt *b)
     bm_add_rlx(&ctx->ctr->recovered_entries_dropped, dropped);
     bm_add_rlx(&ctx->ctr->recovered_cells_freed, freed);
     bm_add_rlx(&ctx->ctr->buckets_scrubbed, 1);
-    bm_add_rlx(&ctx->ctr->scrub_ns, now_ns() - t0);
+    uint64_t ns = now_ns() - t0;
+    bm_add_rlx(&ctx->ctr->scrub_ns, ns);
+    BM_PROBE4(recovery_scrub, b->ix, dropped, freed, ns);
     return 0;
 }
 
@@ -485,7 +488,7 @@ static uint64_t max_manifest_epoch(bm_map *m)
     return max;
 }
 
-int recovery_open(bm_map *m, const char *restart_path, bool salvage, char *errbuf, size_t errlen)
+static int recover(bm_map *m, const char *restart_path, bool salvage, char *errbuf, size_t errlen)
 {
     struct rcv r = {m, salvage, errbuf, errlen};
     struct bkt_ctx *ctx = &m->ctx;
@@ -620,4 +623,15 @@ int recovery_open(bm_map *m, const char *restart_path, bool salvage, char *errbu
         return fail(&r, err, "cannot commit the recovered state: %s", bm_strerror(err));
     bm_add_rlx(&ctx->ctr->orphan_files_removed, remove_unneeded(m));
     return 0;
+}
+
+int recovery_open(bm_map *m, const char *restart_path, bool salvage, char *errbuf, size_t errlen)
+{
+    uint64_t t0 = now_ns();
+    BM_PROBE2(recovery_start, m->nbuckets, salvage);
+    int err = recover(m, restart_path, salvage, errbuf, errlen);
+    BM_PROBE4(recovery_end, bm_load_rlx(&m->ctr.buckets_scrubbed), bm_load_rlx(&m->committed_epoch), err,
+              now_ns() - t0);
+    (void)t0;
+    return err;
 }

@@ -4,8 +4,12 @@
  */
 #include "urcu_glue/rcu_glue.h"
 
+#include "common/bm_probes.h"
+
 #include <pthread.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <time.h>
 
 __thread bool rcu_glue_registered;
 #if defined(__SANITIZE_THREAD__)
@@ -61,15 +65,33 @@ void rcu_glue_defer(rcu_glue_head *h, void (*fn)(rcu_glue_head *))
     urcu_bp_call_rcu(h, fn);
 }
 
+/* Clock reads only a grace-period probe uses: none when the probes are compiled out. */
+static inline uint64_t probe_clock(void)
+{
+#if BM_PROBES_ON
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+#else
+    return 0;
+#endif
+}
+
 /* After a grace period every read section that began before it has ended: TSan's side of that. */
 void rcu_glue_synchronize(void)
 {
+    uint64_t t0 = probe_clock();
     urcu_bp_synchronize_rcu();
     RCU_GLUE_TSAN_ACQUIRE(&rcu_glue_tsan_gp);
+    BM_PROBE2(gp_wait, 0, probe_clock() - t0); /* kind 0: synchronize */
+    (void)t0;
 }
 
 void rcu_glue_barrier(void)
 {
+    uint64_t t0 = probe_clock();
     urcu_bp_barrier();
     RCU_GLUE_TSAN_ACQUIRE(&rcu_glue_tsan_gp);
+    BM_PROBE2(gp_wait, 1, probe_clock() - t0); /* kind 1: barrier */
+    (void)t0;
 }

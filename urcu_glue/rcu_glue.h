@@ -21,7 +21,9 @@
  *     so a host must not call a bucketmap write (which may wait for a grace period) inside its own bp
  *     read-side section.
  *   - Deferred callbacks run on liburcu-bp's call_rcu worker thread after a grace period; they must not
- *     block for long (they delay every later callback, a bp host's included).
+ *     block for long (they delay every later callback, a bp host's included). The library itself defers
+ *     nothing there: its releases go through each map's own queue and thread (runtime/defer.h), which do
+ *     file I/O and let bm_close wait for one grace period instead of rcu_barrier().
  */
 #ifndef RCU_GLUE_H
 #define RCU_GLUE_H
