@@ -91,7 +91,6 @@ struct bkt_ctx {
     bool temporary;       /* unlink every file at close */
     bool durable;         /* persistent map: checkpoints (frozen slots, shadows, pinned files) */
     uint64_t next_gen;    /* atomic: build counter for file headers */
-    uint32_t files_changed; /* atomic: a file was created or replaced since the last manifest */
     uint64_t spare_bytes; /* atomic: bytes held by prepared (mapped) spares, see SPARE_BUDGET_BYTES */
     uint64_t crash_countdown;         /* test hooks, see test_crash_point() */
     struct stor_drives *drives;

@@ -156,8 +156,6 @@ static void publish(struct bkt *b, struct bkt_state *next, struct stor_file *rep
     struct bkt_state *cur = b->state;
     next->owner = b;
     rcu_glue_assign(b->state, next);
-    if (replaced)
-        bm_store_rlx(&b->ctx->files_changed, 1);
     if (cur) {
         cur->retired = replaced;
         cur->retired_slot = slot;
@@ -215,7 +213,6 @@ static int new_file(struct bkt *b, unsigned slot, uint32_t header, uint32_t cell
     if ((err = stor_file_create(ctx->drives->dirs[d], name, (int)d, header, cell, ncells, flags, &f)))
         return err;
     f->seq = strtoull(strrchr(name, '-') + 1, NULL, 10); /* "<prefix>-<tag>-<seq>.bm" */
-    bm_store_rlx(&ctx->files_changed, 1);
 got:
     f->epoch = b->epoch;
     *out = f;
@@ -282,7 +279,6 @@ int grow_create_index(struct bkt *b)
     st->seed = h->seed;
     stor_file_touch(f);
     adopt_movable(b, mov);
-    bm_store_rlx(&b->ctx->files_changed, 1);
     publish(b, st, NULL, 0, NULL);
     return 0;
 }
@@ -457,7 +453,6 @@ int grow_data(struct bkt *b, unsigned c)
     next->data_pow2[c] = (uint8_t)pow2;
     stor_file_touch(f);
     b->cursor[c] = 1; /* after a doubling every odd cell is free */
-    bm_store_rlx(&ctx->files_changed, 1);
     publish(b, next, old, SPARE_DATA(c), pin);
     if (old)
         bm_add_rlx(&ctx->ctr->data_grows, 1);
