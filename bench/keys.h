@@ -7,18 +7,10 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "support/rng.h" /* mix64 */
+
 #define KEY_LEN 32
 enum { KEY_PRESENT = 0, KEY_ABSENT = 1 };
-
-static inline uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebull;
-    x ^= x >> 31;
-    return x;
-}
 
 static inline void key_of(uint64_t seed, unsigned domain, uint64_t i, uint8_t out[KEY_LEN])
 {

@@ -15,7 +15,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "clock.h"
+#include "support/clock.h"
 #include "wl_common.h"
 
 typedef struct churn_shared {

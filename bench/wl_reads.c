@@ -8,7 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "clock.h"
+#include "support/clock.h"
 #include "wl_common.h"
 
 #define ZIPF_LEN (1u << 20) /* ranks per thread, streamed cyclically */

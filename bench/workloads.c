@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "clock.h"
+#include "support/clock.h"
 #include "wl_common.h"
 
 #define VERIFY_KEYS 1000u /* keys checked after workload 1 and after a reopen */
@@ -43,17 +43,6 @@ int wl_fill(const sys_ops *s, void *db, uint64_t from, uint64_t to, uint64_t see
         s->bulk(db, tc, 0);
     s->thread_exit(db, tc);
     return rc;
-}
-
-uint64_t timer_overhead_ns(void)
-{
-    uint64_t best = UINT64_MAX;
-    for (int i = 0; i < 100000; i++) {
-        uint64_t a = now_ns(), b = now_ns();
-        if (b - a < best)
-            best = b - a;
-    }
-    return best;
 }
 
 /* Gets VERIFY_KEYS spread-out keys of [0, n) and one absent key; 0 when all are right. */

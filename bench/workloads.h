@@ -30,7 +30,4 @@ typedef struct bench_opts {
  * failed (an error, a wrong value, a lost key): that is a bug to report, and the worker exits non-zero. */
 int run_system(const sys_ops *s, const bench_opts *o, FILE *csv);
 
-/* Cost of one now_ns() pair with nothing between, for the report's fine print. */
-uint64_t timer_overhead_ns(void);
-
 #endif

@@ -10,13 +10,7 @@
 #include <string.h>
 #include <time.h>
 
-static uint64_t splitmix(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
+#include "support/rng.h" /* splitmix64 */
 
 static double now(void)
 {
@@ -35,7 +29,7 @@ int main(int argc, char **argv)
     uint64_t seed = 42;
     for (uint64_t i = 0; i < n; i++)
         for (int w = 0; w < 4; w++) {
-            uint64_t r = splitmix(&seed);
+            uint64_t r = splitmix64(&seed);
             memcpy(keys[i].bytes + 8 * w, &r, 8);
         }
     bm_config cfg = {.elem_size = 8, .max_buckets = buckets};

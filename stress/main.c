@@ -594,7 +594,7 @@ int main(int argc, char **argv)
         .o = &o,
         .variant = BM_STRESS_VARIANT,
         .drive_desc = drive_desc,
-        .timer_ns = timer_overhead_ns(),
+        .timer_ns = now_ns_mean_cost(),
     };
     uint32_t points = o.sweep == SWEEP_NONE ? 1 : o.n_sweep;
     ri.runs = calloc(points, sizeof *ri.runs);

@@ -1,5 +1,5 @@
 /*
- * workload.c — seeding, the Zipf generator's set-up, key bytes, timer calibration.
+ * workload.c — seeding, the Zipf generator's set-up, key bytes.
  */
 #include "workload.h"
 
@@ -14,34 +14,6 @@ void rng_seed(rng_t *r, uint64_t seed)
         seed += UINT64_C(0x9e3779b97f4a7c15);
         r->s[i] = mix64(seed);
     }
-}
-
-/* x = z ^ (z >> s)  =>  z = x ^ (x >> s) ^ (x >> 2s) ^ ... */
-static uint64_t unxorshift(uint64_t x, int s)
-{
-    uint64_t z = x;
-    for (int k = s; k < 64; k += s)
-        z ^= x >> k;
-    return z;
-}
-
-/* Inverse of an odd number modulo 2^64 by Newton's iteration (each step doubles the correct bits). */
-static uint64_t inv_odd(uint64_t a)
-{
-    uint64_t x = a;
-    for (int i = 0; i < 5; i++)
-        x *= 2 - a * x;
-    return x;
-}
-
-uint64_t unmix64(uint64_t z)
-{
-    z = unxorshift(z, 31);
-    z *= inv_odd(UINT64_C(0x94d049bb133111eb));
-    z = unxorshift(z, 27);
-    z *= inv_odd(UINT64_C(0xbf58476d1ce4e5b9));
-    z = unxorshift(z, 30);
-    return z;
 }
 
 /* Summing 10^7 terms takes ~0.1 s; beyond that the Euler–Maclaurin tail is accurate to ~1e-12. */
@@ -110,20 +82,4 @@ void key_hex(const bm_key *k, char out[2 * BM_KEY_LEN + 1])
         out[2 * i + 1] = hex[k->bytes[i] & 15];
     }
     out[2 * BM_KEY_LEN] = 0;
-}
-
-double timer_overhead_ns(void)
-{
-    enum { CALLS = 200000 };
-    uint64_t sink = 0;
-    /* Warm the vDSO page and the branch predictors first. */
-    for (int i = 0; i < 1000; i++)
-        sink += now_ns();
-    uint64_t t0 = now_ns();
-    for (int i = 0; i < CALLS; i++)
-        sink += now_ns();
-    uint64_t t1 = now_ns();
-    if (sink == 42)
-        fputs("", stderr); /* keeps the loop from being optimised away */
-    return (double)(t1 - t0) / CALLS;
 }

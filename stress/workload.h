@@ -15,6 +15,8 @@
 #include <time.h>
 
 #include "bucketmap.h"
+#include "support/clock.h" /* now_ns, now_ns_mean_cost */
+#include "support/rng.h"   /* mix64, unmix64 */
 
 /* xoshiro256**: fast, 256 bits of state, good enough for workload choices (not for cryptography). */
 typedef struct rng {
@@ -48,18 +50,6 @@ static inline uint64_t rng_below(rng_t *r, uint64_t n)
 /* Uniform in [0, 1). */
 static inline double rng_unit(rng_t *r) { return (double)(rng_next(r) >> 11) * 0x1.0p-53; }
 
-/* The splitmix64 finalizer: a bijection on 64-bit words with full avalanche. */
-static inline uint64_t mix64(uint64_t z)
-{
-    z ^= z >> 30;
-    z *= UINT64_C(0xbf58476d1ce4e5b9);
-    z ^= z >> 27;
-    z *= UINT64_C(0x94d049bb133111eb);
-    z ^= z >> 31;
-    return z;
-}
-uint64_t unmix64(uint64_t z);
-
 /*
  * Zipf over ranks 0..n-1 (rank 0 most frequent, P(rank k) proportional to 1/(k+1)^theta), by Gray et al.,
  * "Quickly generating billion-record synthetic databases" (SIGMOD 1994): zeta(n, theta) is computed once,
@@ -91,15 +81,5 @@ void key_make(uint64_t idx, uint64_t key_seed, bm_key *out);
 int key_index(const bm_key *k, uint64_t key_seed, uint64_t nkeys, uint64_t *idx);
 /* 64 hex digits and a NUL. */
 void key_hex(const bm_key *k, char out[2 * BM_KEY_LEN + 1]);
-
-static inline uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* Mean cost of one now_ns() call, measured over a short loop (every recorded latency contains one). */
-double timer_overhead_ns(void);
 
 #endif
