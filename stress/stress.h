@@ -1,7 +1,7 @@
 /*
  * stress.h — one run of bm-stress: the map, the workers, the shadow model, and what is reported about it.
  *
- * Lifecycle of a run (main.c): open the map -> start workers, which prefill the keys they own -> barrier
+ * Lifecycle of a run (conductor.c): open the map -> start workers, which prefill the keys they own -> barrier
  * -> timed phase (the main thread prints progress and ends it) -> join -> merge histograms -> final check
  * -> close (and with --restart: reopen, check again, close) -> report.
  */
@@ -21,7 +21,7 @@
 #include "workload.h"
 
 enum role { ROLE_MIXED, ROLE_READER, ROLE_WRITER };
-extern const char *const role_name[];
+extern const char *const role_name[]; /* run.c */
 
 #define MAX_FAIL_MSGS 20
 #define NO_OWNER UINT32_MAX
@@ -116,20 +116,5 @@ static inline bool key_prefilled(const struct run *run, uint64_t idx)
 {
     return mix64(idx ^ run->key_seed ^ UINT64_C(0x5ca1ab1e)) % 100 < run->o->prefill_pct;
 }
-
-/* Records a mismatch (the first MAX_FAIL_MSGS are printed on stderr and kept for the report) and stops the
- * run. Thread-safe. */
-void run_mismatch(struct run *run, uint64_t idx, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-/* Records the first unexpected library error and stops the run. Thread-safe. */
-void run_lib_error(struct run *run, const char *what, uint64_t idx, int err);
-
-/* Set by SIGINT/SIGTERM (main.c); the prefill polls it too, since the conductor waits at the barrier then. */
-extern volatile sig_atomic_t interrupted;
-
-/* worker.c */
-void *worker_main(void *arg);
-/* Inserts the prefill keys of one owner slot with w's buffers; used by writers and, when there are no
- * writers, by the main thread with a worker of its own. */
-int prefill_owner(struct worker *w, uint32_t owner, uint64_t *inserted);
 
 #endif

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "stress.h"
+#include "run.h"
 
 static inline uint64_t val_word(uint64_t base, uint32_t e, uint32_t c)
 {

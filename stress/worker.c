@@ -12,7 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "stress.h"
+#include "run.h"
+#include "worker.h"
 
 static inline bool verifying(const struct run *run) { return run->o->verify; }
 
