@@ -2,7 +2,9 @@
  * workloads 2, 3 and 5 read that store, workload 6 closes and reopens it; workload 4 then runs on fresh
  * stores of its own (default shard count, then the small one), since it changes the contents; workload 7
  * (systems with a flush) times one flush right after N inserts and one after U random updates, on a fresh
- * store of its own so that workload 6's close still finds workload 1's writes unflushed. */
+ * store of its own so that workload 6's close still finds workload 1's writes unflushed.
+ *
+ * Calls go one way: workloads.c -> wl_reads.c, wl_churn.c -> wl_common.c (what they share). */
 #include <errno.h>
 #include <ftw.h>
 #include <limits.h>
@@ -15,35 +17,6 @@
 #include "wl_common.h"
 
 #define VERIFY_KEYS 1000u /* keys checked after workload 1 and after a reopen */
-
-void wl_emit_hist(const wl_ctx *c, const char *wl, unsigned threads, const hist *h, uint64_t ops, double secs)
-{
-    const char *sys = c->s->name;
-    res_emit(c->csv, sys, wl, threads, "mops", (double)ops / secs / 1e6);
-    res_emit(c->csv, sys, wl, threads, "ops", (double)ops);
-    res_emit(c->csv, sys, wl, threads, "p50_ns", (double)hist_quantile(h, 0.50));
-    res_emit(c->csv, sys, wl, threads, "p99_ns", (double)hist_quantile(h, 0.99));
-    res_emit(c->csv, sys, wl, threads, "p999_ns", (double)hist_quantile(h, 0.999));
-    res_emit(c->csv, sys, wl, threads, "max_ns", (double)h->max);
-    res_emit(c->csv, sys, wl, threads, "mean_ns", h->count ? (double)h->sum / (double)h->count : 0);
-}
-
-int wl_fill(const sys_ops *s, void *db, uint64_t from, uint64_t to, uint64_t seed)
-{
-    void *tc = s->thread_enter(db);
-    uint8_t key[KEY_LEN];
-    int rc = 0;
-    if (s->bulk)
-        s->bulk(db, tc, 1);
-    for (uint64_t i = from; i < to && rc == 0; i++) {
-        key_of(seed, KEY_PRESENT, i, key);
-        rc = s->insert(db, tc, key, val_of(i));
-    }
-    if (s->bulk)
-        s->bulk(db, tc, 0);
-    s->thread_exit(db, tc);
-    return rc;
-}
 
 /* Gets VERIFY_KEYS spread-out keys of [0, n) and one absent key; 0 when all are right. */
 static int verify(const wl_ctx *c, const char *when)
