@@ -13,6 +13,8 @@
  */
 #include <bucketmap.h>
 
+#include "support/rng.h"
+
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
@@ -32,16 +34,13 @@ static void marker(const char *phase)
         _exit(3);
 }
 
+/* Key i: four words of the splitmix64 stream seeded with i + 1 (support/rng.h). */
 static bm_key key_of(uint64_t i)
 {
     bm_key k;
     uint64_t z = i + 1;
     for (int w = 0; w < 4; w++) {
-        z += 0x9E3779B97F4A7C15ull;
-        uint64_t x = z;
-        x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-        x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-        x ^= x >> 31;
+        uint64_t x = splitmix64(&z);
         memcpy(k.bytes + 8 * w, &x, 8);
     }
     return k;
