@@ -594,6 +594,8 @@ static int recover(bm_map *m, const char *restart_path, bool salvage, char *errb
     }
     bm_free(files);
     bm_free(force);
+    /* The same files as the last commit: a checkpoint with nothing new then reuses its manifest. */
+    uint64_t listed_sum = recs && !salvage ? manifest_recs_sum(recs, n) : 0;
     bm_free(recs);
     if (err)
         return err;
@@ -607,18 +609,9 @@ static int recover(bm_map *m, const char *restart_path, bool salvage, char *errb
     m->manifest_len = rec.manifest_len;
     m->manifest_sum = rec.manifest_sum;
     m->manifest_nfiles = salvage ? UINT32_MAX : rec.nfiles; /* salvage: always write a new manifest */
-    m->manifest_recs_sum = 0;
+    m->manifest_recs_sum = listed_sum;
     for (uint32_t i = 0; i < m->nbuckets; i++)
         m->buckets[i].epoch = m->epoch;
-    if (rec.manifest_epoch && !salvage) {
-        /* The same files as the last commit: a checkpoint with nothing new reuses its manifest. */
-        struct manifest_rec *again;
-        uint32_t cnt;
-        if (manifest_read(m->drives->dirs[0], m->drives->prefix, &rec, &again, &cnt) == 0) {
-            m->manifest_recs_sum = manifest_recs_sum(again, cnt);
-            bm_free(again);
-        }
-    }
     if ((err = checkpoint_run(m, false)))
         return fail(&r, err, "cannot commit the recovered state: %s", bm_strerror(err));
     bm_add_rlx(&ctx->ctr->orphan_files_removed, remove_unneeded(m));
