@@ -660,7 +660,7 @@ void bkt_fini(struct bkt *b)
 {
     struct bkt_state *st = b->state;
     if (st) {
-        bool unlink_it = b->ctx->temporary;
+        bool unlink_it = !b->ctx->durable;
         stor_file_destroy(st->index, unlink_it);
         for (unsigned c = 0; c < BKT_NCLASS; c++)
             stor_file_destroy(st->data[c], unlink_it);

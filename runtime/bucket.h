@@ -88,8 +88,8 @@ struct bkt_ctx {
     uint32_t max_elems;   /* BM_MAX_VALUE_BYTES / elem_size */
     uint64_t first_index_cap; /* entries of a bucket's first index file (bm_config.expected_entries) */
     unsigned file_flags;  /* STOR_* for new files */
-    bool temporary;       /* unlink every file at close */
-    bool durable;         /* persistent map: checkpoints (frozen slots, shadows, pinned files) */
+    bool durable;         /* persistent map: checkpoints (frozen slots, shadows, pinned files); a temporary
+                           * map (false) unlinks every file at close */
     uint64_t next_gen;    /* atomic: build counter for file headers */
     uint64_t spare_bytes; /* atomic: bytes held by prepared (mapped) spares, see SPARE_BUDGET_BYTES */
     uint64_t crash_countdown;         /* test hooks, see test_crash_point() */

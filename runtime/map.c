@@ -178,7 +178,6 @@ static int open_persistent(bm_map *m, const bm_config *cfg)
         return -err;
     m->ckpt_lock_init = true;
     m->persistent = true;
-    m->ctx.temporary = false;
     m->ctx.durable = true;
     return recovery_open(m, cfg->restart_path, (cfg->flags & BM_F_SALVAGE) != 0, cfg->errbuf, cfg->errbuf_len);
 }
@@ -230,7 +229,6 @@ BM_API int bm_open(const bm_config *cfg, bm_map **out)
     if (ctx->first_index_cap < per_page)
         ctx->first_index_cap = per_page;
     ctx->file_flags = (cfg->flags & BM_F_NO_PREALLOC) ? STOR_NO_PREALLOC : 0;
-    ctx->temporary = true;
     ctx->drives = m->drives;
     ctx->ctr = &m->ctr;
 #ifdef BM_TEST_HOOKS
