@@ -5,9 +5,9 @@
 #include "system.h"
 
 #ifdef BENCH_RWLOCK
-static const sys_ops *const all[] = {&sys_bucketmap};
+static const sys_ops *const all[] = {&sys_bucketmap, &sys_bucketmap_tmp};
 #else
-static const sys_ops *const all[] = {&sys_bucketmap, &sys_lfht, &sys_lmdb, &sys_lmdb_wmap};
+static const sys_ops *const all[] = {&sys_bucketmap, &sys_bucketmap_tmp, &sys_lfht, &sys_lmdb, &sys_lmdb_wmap};
 #endif
 
 const sys_ops *sys_find(const char *name)
@@ -23,6 +23,6 @@ const char *sys_default_list(void)
 #ifdef BENCH_RWLOCK
     return "rwlock";
 #else
-    return "bucketmap,lfht,lmdb,lmdb-wmap";
+    return "bucketmap,bucketmap-tmp,lfht,lmdb,lmdb-wmap";
 #endif
 }

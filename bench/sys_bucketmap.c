@@ -24,7 +24,7 @@ typedef struct bmb_db {
     char why[200]; /* why a reopen is not possible, when it is not */
 } bmb_db;
 
-static int bmb_open(const sys_cfg *cfg, void **out, char *err, size_t errlen)
+static int bmb_open_as(const sys_cfg *cfg, int temporary, void **out, char *err, size_t errlen)
 {
     bmb_db *db = calloc(1, sizeof *db);
     if (!db)
@@ -37,12 +37,14 @@ static int bmb_open(const sys_cfg *cfg, void **out, char *err, size_t errlen)
         .max_buckets = cfg->buckets,
         .drives = drives,
         .n_drives = 1,
-        .restart_path = restart,
-        .flush_interval_ms = cfg->flush_ms,
+        .restart_path = temporary ? NULL : restart,
+        .flush_interval_ms = temporary ? 0 : cfg->flush_ms,
         .expected_entries = bench_bm_expected ? cfg->n_hint : 0,
     };
     int rc = bm_open(&c, &db->m);
-    if (rc == 0) {
+    if (rc == 0 && temporary) {
+        snprintf(db->why, sizeof db->why, "a temporary map (no restart_path) removes its files at close");
+    } else if (rc == 0) {
         db->reopenable = 1;
     } else if (!cfg->reopen) {
         /* Persistence may not be implemented yet: measure everything else on a temporary map and let
@@ -59,6 +61,17 @@ static int bmb_open(const sys_cfg *cfg, void **out, char *err, size_t errlen)
     }
     *out = db;
     return 0;
+}
+
+static int bmb_open(const sys_cfg *cfg, void **out, char *err, size_t errlen)
+{
+    return bmb_open_as(cfg, 0, out, err, errlen);
+}
+
+/* The same map without a restart file: nothing is made durable, as in an in-RAM table (lfht's row). */
+static int bmb_open_tmp(const sys_cfg *cfg, void **out, char *err, size_t errlen)
+{
+    return bmb_open_as(cfg, 1, out, err, errlen);
 }
 
 static void bmb_close(void *p)
@@ -148,18 +161,10 @@ static void bmb_info(void *p, sys_info *out)
     out->files_flushed = st.files_flushed;
 }
 
-const sys_ops sys_bucketmap = {
-    .name = BENCH_BM_NAME,
-    .open = bmb_open,
-    .close = bmb_close,
-    .reopenable = bmb_reopenable,
-    .thread_enter = bmb_thread_enter,
-    .thread_exit = bmb_thread_exit,
-    .bulk = NULL,
-    .insert = bmb_insert,
-    .get = bmb_get,
-    .del = bmb_del,
-    .flush = bmb_flush,
-    .info = bmb_info,
-    .strerror = bm_strerror,
-};
+#define BMB_OPS                                                                                                \
+    .close = bmb_close, .reopenable = bmb_reopenable, .thread_enter = bmb_thread_enter,                        \
+    .thread_exit = bmb_thread_exit, .bulk = NULL, .insert = bmb_insert, .get = bmb_get, .del = bmb_del,        \
+    .flush = bmb_flush, .info = bmb_info, .strerror = bm_strerror
+
+const sys_ops sys_bucketmap = {.name = BENCH_BM_NAME, .open = bmb_open, BMB_OPS};
+const sys_ops sys_bucketmap_tmp = {.name = BENCH_BM_NAME "-tmp", .open = bmb_open_tmp, BMB_OPS};

@@ -58,7 +58,8 @@ typedef struct sys_ops {
     const char *(*strerror)(int err);
 } sys_ops;
 
-extern const sys_ops sys_bucketmap; /* named "bucketmap", or "rwlock" in the ablation build */
+extern const sys_ops sys_bucketmap;     /* named "bucketmap", or "rwlock" in the ablation build */
+extern const sys_ops sys_bucketmap_tmp; /* "bucketmap-tmp" / "rwlock-tmp": the same without a restart file */
 extern const sys_ops sys_lfht;
 extern const sys_ops sys_lmdb;      /* MDB_NOSYNC */
 extern const sys_ops sys_lmdb_wmap; /* MDB_WRITEMAP | MDB_NOSYNC | MDB_NOMETASYNC */

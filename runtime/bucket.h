@@ -57,9 +57,11 @@ struct pend_item {
 
 #define SPARE_INDEX 0u
 #define SPARES 2u
-/* Disk that spares prepared ahead of a grow may hold, map-wide. Beyond it a retired file is kept empty
- * (length 0, no blocks): it still saves the grow a file creation, which on ext4 after many unlinks costs
- * more than the copy, and a map's footprint stays its live files plus at most this much. */
+/* Disk that spares prepared ahead of a grow may hold, map-wide: this much plus 1.25x the bytes the map's
+ * files grew by since open (a growing map's spares are its buckets' previous files, kept mapped and
+ * regrown in place, each ~1.2x its bucket's live index; bucket_grow.c). Beyond it a retired file is kept
+ * empty (length 0, no blocks): it still saves the grow a file creation, which on ext4 after many unlinks
+ * costs more than the copy. So a growing map's footprint is at most about 2.25x its live files. */
 #define SPARE_BUDGET_BYTES (32ull << 20)
 #define SPARE_DATA(c) (1u + (c))
 
@@ -92,6 +94,7 @@ struct bkt_ctx {
                            * map (false) unlinks every file at close */
     uint64_t next_gen;    /* atomic: build counter for file headers */
     uint64_t spare_bytes; /* atomic: bytes held by prepared (mapped) spares, see SPARE_BUDGET_BYTES */
+    int64_t grown_bytes;  /* atomic: bytes the map's files grew by since open (grows' new minus replaced) */
     uint64_t crash_countdown;         /* test hooks, see test_crash_point() */
     struct stor_drives *drives;
     struct bkt_counters *ctr;

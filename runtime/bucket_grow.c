@@ -91,7 +91,6 @@ static struct stor_file *take_spare(struct bkt *b, unsigned slot, uint64_t ncell
  * not wait for the disk. A guess that turns out wrong costs one more recycle at grow time. */
 void grow_keep_spare(struct bkt *b, unsigned slot, struct stor_file *f)
 {
-    stor_file_unmap(f);
     rcu_glue_read_lock();
     const struct bkt_state *st = rcu_glue_deref(b->state);
     uint64_t next = 0;
@@ -104,9 +103,17 @@ void grow_keep_spare(struct bkt *b, unsigned slot, struct stor_file *f)
     }
     rcu_glue_read_unlock();
     uint64_t len = next ? f->header_bytes + next * f->cell_size : 0;
+    int64_t grown = bm_load_rlx(&b->ctx->grown_bytes);
+    uint64_t budget = SPARE_BUDGET_BYTES + (grown > 0 ? (uint64_t)grown / 4 * 5 : 0);
     bool prepared = false;
-    if (next && bm_add_rlx(&b->ctx->spare_bytes, len) + len <= SPARE_BUDGET_BYTES) {
-        prepared = stor_file_recycle(f, next, flags) == 0;
+    if (next && bm_add_rlx(&b->ctx->spare_bytes, len) + len <= budget) {
+        /* Regrown where it is mapped, the file's pages stay mapped: only the tail is new (stor_file.h). */
+        int err = stor_file_regrow(f, next, flags);
+        if (err == -EAGAIN) {
+            stor_file_unmap(f);
+            err = stor_file_recycle(f, next, flags);
+        }
+        prepared = err == 0;
         if (!prepared)
             bm_sub_rlx(&b->ctx->spare_bytes, len);
     } else if (next) {
@@ -154,6 +161,8 @@ static void publish(struct bkt *b, struct bkt_state *next, struct stor_file *rep
                     struct pinned_file *pin)
 {
     struct bkt_state *cur = b->state;
+    const struct stor_file *made = slot == SPARE_INDEX ? next->index : next->data[slot - 1];
+    bm_add_rlx(&b->ctx->grown_bytes, (int64_t)made->map_len - (replaced ? (int64_t)replaced->map_len : 0));
     next->owner = b;
     rcu_glue_assign(b->state, next);
     if (cur) {
@@ -197,6 +206,8 @@ static int new_file(struct bkt *b, unsigned slot, uint32_t header, uint32_t cell
     int err = 0;
     if (f && f->base && f->ncells == ncells && f->cell_size == cell)
         goto got; /* prepared ahead by grow_keep_spare: zeroed, sized, mapped */
+    if (f && f->base && f->cell_size == cell && stor_file_regrow(f, ncells, flags) == 0)
+        goto got; /* prepared for another size: still mapped, so regrown where it is */
     if (f) {
         stor_file_unmap(f);
         if (f->cell_size == cell && stor_file_recycle(f, ncells, flags) == 0)
@@ -251,8 +262,9 @@ int grow_create_index(struct bkt *b)
     int err = movable_for(b, cap, &mov);
     if (err)
         return err;
-    /* A first index sized by expected_entries is filled from the start: fault it in with one call. */
-    unsigned flags = STOR_RANDOM | (cap > ENTRIES_PER_PAGE ? STOR_POPULATE : 0);
+    /* Populated: a first index sized by expected_entries is filled from the start, and a small one will
+     * grow, where being mapped in a reservation (stor_file.h) lets it be regrown in place as a spare. */
+    unsigned flags = STOR_RANDOM | STOR_POPULATE;
     if ((err = new_file(b, SPARE_INDEX, IDX_HEADER_BYTES, sizeof(struct bkt_entry), cap, flags, &f))) {
         bm_free(mov);
         return err;

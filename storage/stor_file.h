@@ -26,6 +26,7 @@ struct stor_file {
     uint32_t cell_size;
     uint32_t header_bytes;
     size_t map_len;
+    size_t resv_len;        /* address space held at base (>= map_len): room for stor_file_regrow */
     int fd;
     int drive;              /* index into the map's drive set */
     bool created;           /* this process created it: only such files are ever unlinked at close */
@@ -62,6 +63,13 @@ void stor_file_unmap(struct stor_file *f);
  * and unlinking a file per grow (no inode or directory updates). Returns 0 or a negated errno; on error the
  * file is left unmapped. */
 int stor_file_recycle(struct stor_file *f, uint64_t ncells, unsigned flags);
+
+/* Regrows (or shrinks) a still-mapped file in place to ncells cells, zeroed: the tail is mapped into the
+ * address space reserved behind it, the rest zeroed through the mapping it has. Cheaper than
+ * stor_file_recycle whenever a page's first touch through a new mapping is dear (bench/README
+ * "Growth"). -EAGAIN when it cannot (unmapped, or past the reservation; the file is unchanged and
+ * still mapped), else 0 or a negated errno (the file may then be unmapped). */
+int stor_file_regrow(struct stor_file *f, uint64_t ncells, unsigned flags);
 
 /* Unmaps the file and gives its blocks back (length 0), keeping the fd and name for a later
  * stor_file_recycle. 0 or a negated errno. */
