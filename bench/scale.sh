@@ -3,6 +3,8 @@
 # directories under a fresh scratch dir, then measures gets, bytes per entry, RSS, bm_flush, close, clean
 # reopen and reopen after a killed writer (bench/README.md "Scale run" says what each number means).
 #   bench/scale.sh [--bin-dir DIR] [--out DIR] [--] [bm-scale options: --n N --buckets B --dir PARENT ...]
+#   bench/scale.sh --plot-only [--out DIR]   redraws the plot from DIR/scale_insert.csv (also a partial one:
+#                                            bm-scale writes a row per window as it goes)
 # Outputs in --out (default ./scale-out): scale_insert.csv (one row per window of keys), scale_results.md
 # (the table, with the commit and date), scale_report.txt (everything printed), scale_insert.png (insert
 # Mops/s vs millions of keys inserted; needs gnuplot). `bm-scale --help` lists its options.
@@ -12,16 +14,21 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 bin=""
 out=scale-out
+plot_only=0
 while [ $# -gt 0 ]; do
     case "$1" in
     --bin-dir) bin=$2; shift ;;
     --out) out=$2; shift ;;
     --) shift; break ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    --plot-only) plot_only=1 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
     *) break ;;   # the rest goes to bm-scale
     esac
     shift
 done
+commit=$(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ -n "$(git -C "$here" status --porcelain --untracked-files=no 2>/dev/null)" ]; then commit="$commit+dirty"; fi
+if [ "$plot_only" -eq 0 ]; then
 if [ -z "$bin" ]; then
     for d in "$here/../build-rel/bench" "$here/../build/bench"; do
         if [ -x "$d/bm-scale" ]; then bin=$d; break; fi
@@ -33,8 +40,7 @@ if [ -z "$bin" ] || [ ! -x "$bin/bm-scale" ]; then
 fi
 
 mkdir -p "$out"
-commit=$(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [ -n "$(git -C "$here" status --porcelain --untracked-files=no 2>/dev/null)" ]; then commit="$commit+dirty"; fi
+rm -f "$out/scale_results.md"   # bm-scale writes it only when it gets to the end
 echo "scale.sh: commit $commit, $(date -u '+%Y-%m-%d %H:%M UTC'), load average $(cut -d' ' -f1-3 /proc/loadavg)" \
     | tee "$out/scale_report.txt"
 status=0
@@ -45,13 +51,14 @@ if [ -f "$out/scale_results.md" ]; then
         > "$out/scale_results.md.tmp" && mv "$out/scale_results.md.tmp" "$out/scale_results.md"
 fi
 [ "$status" -eq 0 ] || exit "$status"
+fi
 
 if ! command -v gnuplot >/dev/null 2>&1; then
     echo "scale.sh: gnuplot not found, no plot" >&2
     exit 0
 fi
 csv=$out/scale_insert.csv
-if [ "$(wc -l < "$csv")" -lt 2 ]; then
+if [ ! -f "$csv" ] || [ "$(wc -l < "$csv")" -lt 2 ]; then
     echo "scale.sh: no insert windows in $csv, no plot" >&2
     exit 0
 fi

@@ -61,7 +61,8 @@ static struct {
 } opt = {
     .n = 100000000,
     .n_drives = 4,
-    .buckets = 4096,
+    .buckets = 2048,
+    .flush_ms = 1000,
     .get_secs = 5,
     .sample = 100000,
     .child_writes = 10000,
@@ -355,7 +356,7 @@ static void phase_insert(bm_map *m, FILE *csv)
     double *rates = calloc(opt.n / opt.window + 2, sizeof(double));
     if (!rates)
         die("calloc", -ENOMEM);
-    fprintf(csv, "keys_m,window_keys,window_s,mops,elapsed_s,rss_bytes,file_bytes,index_grows,flushes\n");
+    fprintf(csv, "keys_m,window_keys,window_s,mops,elapsed_s,rss_bytes,file_bytes,index_grows,flushes,fds\n");
     uint64_t t_start = now_ns(), t_win = t_start, t_prog = t_start, prog_keys = 0, win_start = 0;
     uint64_t prog_every = (uint64_t)(opt.progress_secs * 1e9);
     for (uint64_t i = 0; i < opt.n; i++) {
@@ -383,9 +384,9 @@ static void phase_insert(bm_map *m, FILE *csv)
             bm_stats st;
             bm_get_stats(m, &st);
             mem_info mi = read_mem();
-            fprintf(csv, "%.6f,%" PRIu64 ",%.6f,%.6f,%.3f,%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 "\n",
+            fprintf(csv, "%.6f,%" PRIu64 ",%.6f,%.6f,%.3f,%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 "\n",
                     done / 1e6, done - win_start, ws, r, secs(t - t_start), mi.rss, st.index_bytes + st.data_bytes,
-                    st.index_grows, st.flushes);
+                    st.index_grows, st.flushes, count_fds());
             fflush(csv);
             win_start = done;
             t_win = t;
@@ -402,9 +403,11 @@ static void phase_insert(bm_map *m, FILE *csv)
                 fmt_dur(eta, sizeof(eta), (opt.n - done) / (avg * 1e6));
                 fprintf(stderr,
                         "[%7.1f s] %8.2fM / %.2fM keys %5.1f%%  %.3f Mops/s now, %.3f avg  RSS %.2f GiB  "
-                        "files %.2f GiB  free %.1f GiB  grows %" PRIu64 "  ETA %s\n",
+                        "files %.2f GiB  free %.1f GiB  fds %" PRIu64 "  grows %" PRIu64 "  ckpts %" PRIu64
+                        "  ETA %s\n",
                         el, done / 1e6, opt.n / 1e6, 100.0 * done / opt.n, now_r, avg, gib(mi.rss),
-                        gib(st.index_bytes + st.data_bytes), gib(disk_free(scratch)), st.index_grows, eta);
+                        gib(st.index_bytes + st.data_bytes), gib(disk_free(scratch)), count_fds(), st.index_grows,
+                        st.flushes, eta);
                 t_prog = t;
                 prog_keys = done;
             }
@@ -629,7 +632,9 @@ static void report(FILE *f)
                "VmRSS / map files %.3f |\n",
             gib(R.mem.rss), mib(R.mem.anon), gib(R.mem.file), gib(R.mem.hwm),
             map_bytes ? (double)R.mem.rss / (double)map_bytes : 0);
-    fprintf(f, "| open file descriptors | %" PRIu64 " (map files %" PRIu64 ") |\n", R.fds, s->files);
+    fprintf(f, "| open file descriptors | %" PRIu64 " (the map's live files: %" PRIu64 "; other files in the drives: "
+               "%" PRIu64 ", i.e. spares, files kept for the checkpoint, restart, manifests, locks) |\n",
+            R.fds, s->files, R.du.files > s->files ? R.du.files - s->files : 0);
     fprintf(f, "| bm_flush after the load | %.3f s (%" PRIu64 " files synced) |\n", R.flush_s, R.flush_files);
     fprintf(f, "| bm_flush, nothing dirty | %.2f ms |\n", R.flush2_s * 1e3);
     fprintf(f, "| bm_close (after those flushes) | %.1f ms |\n", R.close_s * 1e3);
@@ -658,10 +663,11 @@ static void usage(const char *argv0)
     fprintf(stderr,
             "usage: %s [options]\n"
             "  --n N             keys to insert (default 100000000)\n"
-            "  --buckets B       max_buckets, a power of two <= 65536 (default 4096: bench/README.md says why)\n"
+            "  --buckets B       max_buckets, a power of two <= 65536 (default 2048: bench/README.md says why)\n"
             "  --drives D        drive directories (default 4)\n"
             "  --expected E      bm_config.expected_entries (default 0: start small and grow)\n"
-            "  --flush-ms MS     background flusher period during the load (default 0: none)\n"
+            "  --flush-ms MS     background flusher period during the load (default 1000; 0: none, and then\n"
+            "                    the map keeps every replaced file until the flush after the load)\n"
             "  --window W        keys per insert-rate window (default 1000000 at N >= 50M, else N/100)\n"
             "  --get-secs S      seconds of each get-rate phase (default 5)\n"
             "  --sample K        random keys checked after each reopen (default 100000)\n"
@@ -671,7 +677,7 @@ static void usage(const char *argv0)
             "  --keep            keep the scratch dir (default: removed at the end)\n"
             "  --out DIR         where scale_insert.csv and scale_results.md go (default .)\n"
             "  --verify          also bm_verify the whole map after the load and after each reopen\n"
-            "  --force           run even if the free disk space looks too small\n",
+            "  --force           run even if the free disk space or the fd limit looks too small\n",
             argv0);
     exit(2);
 }
@@ -723,11 +729,20 @@ int main(int argc, char **argv)
     if (opt.window > opt.n)
         opt.window = opt.n;
 
-    /* One fd per map file (README "Limits"): use the whole hard limit. */
+    /* One fd per map file (README "Limits"): use the whole hard limit. A bucket holds its index file, up to
+     * two spares and, between checkpoints, the file the last checkpoint named: measured 3.1 fds per bucket
+     * with a 1 s flusher, 4.8 with none (bench/README.md "Scale run"). */
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        (uint64_t)opt.buckets * 5 + 64 > (uint64_t)rl.rlim_cur && !opt.force) {
+        fprintf(stderr, "bm-scale: %u buckets may need up to %u file descriptors, RLIMIT_NOFILE is %llu: fewer "
+                        "buckets, a higher limit, or --force\n", opt.buckets, opt.buckets * 5 + 64,
+                (unsigned long long)rl.rlim_cur);
+        return 2;
     }
 
     /* The machine: ~100 bytes of files per key (85 B measured at 1M) plus spares; the page cache should
