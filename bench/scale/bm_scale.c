@@ -101,9 +101,13 @@ static uint64_t rand_below(uint64_t *s, uint64_t n)
 
 static double secs(uint64_t ns) { return ns / 1e9; }
 
+static char *scratch;
+
 static void die(const char *what, int err)
 {
     fprintf(stderr, "bm-scale: %s: %s\n", what, bm_strerror(err));
+    if (scratch)
+        fprintf(stderr, "bm-scale: the scratch dir %s is left for a look; remove it with rm -rf\n", scratch);
     exit(2);
 }
 
@@ -252,7 +256,6 @@ static void rm_tree(const char *dir)
 
 /* ---- the map ------------------------------------------------------------------------------------------ */
 
-static char *scratch;
 static char *drive_dirs[MAX_DRIVES];
 static char restart_path[4200];
 
@@ -277,8 +280,8 @@ static bm_map *open_map(uint32_t flush_ms, const char *what)
     bm_map *m;
     int err = bm_open(&c, &m);
     if (err) {
-        fprintf(stderr, "bm-scale: %s: %s (%s)\n", what, bm_strerror(err), errbuf);
-        exit(2);
+        fprintf(stderr, "bm-scale: %s (%s): ", what, errbuf);
+        die("bm_open", err);
     }
     return m;
 }
@@ -364,8 +367,8 @@ static void phase_insert(bm_map *m, FILE *csv)
         uint64_t v = val_of(i);
         int err = bm_insert(m, &k, &v, 1, 1);
         if (err) {
-            fprintf(stderr, "bm-scale: bm_insert of key %" PRIu64 ": %s\n", i, bm_strerror(err));
-            exit(2);
+            fprintf(stderr, "bm-scale: bm_insert of key %" PRIu64 " (%" PRIu64 " fds open): ", i, count_fds());
+            die("bm_insert", err);
         }
         uint64_t done = i + 1;
         if (done - win_start == opt.window || done == opt.n) {
@@ -559,7 +562,7 @@ static void phase_unclean_reopen(void)
     waitpid(pid, &wst, 0);
     if (got != (ssize_t)sizeof(msg) || !WIFSIGNALED(wst) || WTERMSIG(wst) != SIGKILL) {
         fprintf(stderr, "bm-scale: the writer child did not report and die by SIGKILL (status %#x)\n", wst);
-        exit(2);
+        die("the unclean phase", -ECHILD);
     }
     R.child_new = msg[0];
     R.child_over = msg[1];
@@ -760,6 +763,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "bm-scale: warning: %.1f GiB available memory < ~%.1f GiB of map files: the page cache "
                         "will not hold the map\n", gib(avail), gib(need));
 
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/scale_insert.csv", opt.out);
+    FILE *csv = fopen(path, "w");
+    if (!csv) {
+        perror(path);
+        return 2;
+    }
     size_t plen = strlen(opt.parent) + 32;
     scratch = malloc(plen);
     snprintf(scratch, plen, "%s/bm-scale-XXXXXX", opt.parent);
@@ -777,13 +787,6 @@ int main(int argc, char **argv)
     }
     snprintf(restart_path, sizeof(restart_path), "%s/restart", drive_dirs[0]);
 
-    char path[4200];
-    snprintf(path, sizeof(path), "%s/scale_insert.csv", opt.out);
-    FILE *csv = fopen(path, "w");
-    if (!csv) {
-        perror(path);
-        return 2;
-    }
     fprintf(stderr,
             "bm-scale: %" PRIu64 " keys, %u buckets, %u drives in %s (%s, %.1f GiB free), window %" PRIu64
             " keys, flusher %u ms, expected_entries %" PRIu64 "\n",
