@@ -58,11 +58,13 @@ struct pend_item {
 #define SPARE_INDEX 0u
 #define SPARES 2u
 /* Disk that spares prepared ahead of a grow may hold, map-wide: this much plus 1.25x the bytes the map's
- * files grew by since open (a growing map's spares are its buckets' previous files, kept mapped and
- * regrown in place, each ~1.2x its bucket's live index; bucket_grow.c). Beyond it a retired file is kept
- * empty (length 0, no blocks): it still saves the grow a file creation, which on ext4 after many unlinks
- * costs more than the copy. So a growing map's footprint is at most about 2.25x its live files. */
+ * files grew by since open, the latter at most SPARE_GROWN_MAX (a growing map's spares are its buckets'
+ * previous files, kept mapped and regrown in place, each ~1.2x its bucket's live index; bucket_grow.c).
+ * Beyond it a retired file is kept empty (length 0, no blocks): it still saves the grow a file creation,
+ * which on ext4 after many unlinks costs more than the copy. So a growing map's footprint is at most
+ * about 2.25x its live files, and at most 2 GiB more than them. */
 #define SPARE_BUDGET_BYTES (32ull << 20)
+#define SPARE_GROWN_MAX (2ull << 30)
 #define SPARE_DATA(c) (1u + (c))
 
 /* Map-wide counters the buckets update (relaxed atomics). */

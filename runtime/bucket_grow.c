@@ -104,7 +104,8 @@ void grow_keep_spare(struct bkt *b, unsigned slot, struct stor_file *f)
     rcu_glue_read_unlock();
     uint64_t len = next ? f->header_bytes + next * f->cell_size : 0;
     int64_t grown = bm_load_rlx(&b->ctx->grown_bytes);
-    uint64_t budget = SPARE_BUDGET_BYTES + (grown > 0 ? (uint64_t)grown / 4 * 5 : 0);
+    uint64_t extra = grown > 0 ? (uint64_t)grown / 4 * 5 : 0;
+    uint64_t budget = SPARE_BUDGET_BYTES + (extra < SPARE_GROWN_MAX ? extra : SPARE_GROWN_MAX);
     bool prepared = false;
     if (next && bm_add_rlx(&b->ctx->spare_bytes, len) + len <= budget) {
         /* Regrown where it is mapped, the file's pages stay mapped: only the tail is new (stor_file.h). */
