@@ -147,6 +147,9 @@ struct bkt_val {
     uint64_t inl[2];
 };
 
+/* Empties every prepared spare (unmapped, length 0; the file and its fd stay for a later grow): a map that
+ * has stopped growing gives its spares' memory and disk back. True if there was one. Any thread. */
+bool bkt_trim_spares(struct bkt *b);
 int bkt_init(struct bkt *b, struct bkt_ctx *ctx, uint32_t ix);
 /* After the map's deferral queue was stopped and drained: no reader, writer or deferred node may still use b. */
 void bkt_fini(struct bkt *b);

@@ -125,6 +125,24 @@ void grow_keep_spare(struct bkt *b, unsigned slot, struct stor_file *f)
     put_spare(b, slot, f);
 }
 
+bool bkt_trim_spares(struct bkt *b)
+{
+    bool trimmed = false;
+    for (unsigned i = 0; i < 1 + BKT_NCLASS; i++)
+        for (unsigned j = 0; j < SPARES; j++) {
+            struct stor_file *f = __atomic_exchange_n(&b->spare[i][j], NULL, __ATOMIC_ACQ_REL);
+            if (!f)
+                continue;
+            if (f->base) {
+                spare_uncount(b, f);
+                (void)stor_file_empty(f); /* a failure only costs disk space */
+                trimmed = true;
+            }
+            put_spare(b, i, f);
+        }
+    return trimmed;
+}
+
 void grow_drop_spares(struct bkt *b)
 {
     for (unsigned i = 0; i < 1 + BKT_NCLASS; i++)

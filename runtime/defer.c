@@ -17,6 +17,8 @@ int defer_init(struct defer_queue *q)
     q->running = q->stop = q->idle = false;
     q->periodic = NULL;
     q->interval_ms = 0;
+    q->housekeep = NULL;
+    q->housekeep_ms = 0;
     q->batches = q->nodes = 0;
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -77,32 +79,46 @@ static void *maint_main(void *arg)
     rcu_glue_thread_enter();
     pthread_mutex_lock(&q->lock);
     uint64_t due = q->periodic ? mono_ns() + q->interval_ms * 1000000ull : 0;
+    uint64_t hk_due = 0; /* 0: no housekeeping tick armed */
     while (!q->stop) {
         if (q->head) {
             struct defer_node *n = take_all(q);
             pthread_mutex_unlock(&q->lock);
             run_batch(q, n);
             pthread_mutex_lock(&q->lock);
+            if (q->housekeep)
+                hk_due = mono_ns() + q->housekeep_ms * 1000000ull;
             continue;
         }
         if (q->periodic && !due)
             due = mono_ns() + q->interval_ms * 1000000ull;
+        uint64_t wake = due && hk_due ? (due < hk_due ? due : hk_due) : due ? due : hk_due;
         q->idle = true;
-        int rc = 0;
-        if (q->periodic) {
-            struct timespec until = {(time_t)(due / 1000000000ull), (long)(due % 1000000000ull)};
-            rc = pthread_cond_timedwait(&q->cond, &q->lock, &until);
+        if (wake) {
+            struct timespec until = {(time_t)(wake / 1000000000ull), (long)(wake % 1000000000ull)};
+            (void)pthread_cond_timedwait(&q->cond, &q->lock, &until);
         } else {
             pthread_cond_wait(&q->cond, &q->lock);
         }
         q->idle = false;
-        if (rc == ETIMEDOUT && q->periodic && !q->stop && mono_ns() >= due) {
+        if (q->stop || q->head)
+            continue;
+        uint64_t now = mono_ns();
+        if (q->periodic && due && now >= due) {
             void (*fn)(void *) = q->periodic;
             void *fa = q->periodic_arg;
             pthread_mutex_unlock(&q->lock);
             fn(fa); /* a checkpoint: its errors are sticky in the map, the next caller sees them */
             pthread_mutex_lock(&q->lock);
             due = mono_ns() + q->interval_ms * 1000000ull;
+        }
+        if (hk_due && now >= hk_due) {
+            bool (*fn)(void *) = q->housekeep;
+            void *fa = q->housekeep_arg;
+            pthread_mutex_unlock(&q->lock);
+            bool again = fn(fa);
+            pthread_mutex_lock(&q->lock);
+            hk_due = again ? mono_ns() + q->housekeep_ms * 1000000ull : 0;
         }
     }
     pthread_mutex_unlock(&q->lock);
@@ -135,6 +151,15 @@ void defer_push(struct defer_queue *q, struct defer_node *n, void (*fn)(struct d
         (void)start_locked(q);
     else if (q->idle)
         pthread_cond_signal(&q->cond);
+    pthread_mutex_unlock(&q->lock);
+}
+
+void defer_set_housekeeping(struct defer_queue *q, bool (*fn)(void *), void *arg, uint32_t interval_ms)
+{
+    pthread_mutex_lock(&q->lock);
+    q->housekeep = fn;
+    q->housekeep_arg = arg;
+    q->housekeep_ms = interval_ms;
     pthread_mutex_unlock(&q->lock);
 }
 

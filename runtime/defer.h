@@ -40,6 +40,9 @@ struct defer_queue {
     void (*periodic)(void *);
     void *periodic_arg;
     uint32_t interval_ms;
+    bool (*housekeep)(void *); /* see defer_set_housekeeping */
+    void *housekeep_arg;
+    uint32_t housekeep_ms;
     uint64_t batches, nodes; /* atomics, for stats and tests */
 };
 
@@ -50,6 +53,10 @@ int defer_init(struct defer_queue *q);
 void defer_push(struct defer_queue *q, struct defer_node *n, void (*fn)(struct defer_node *), bool urgent);
 /* The maintenance thread also calls fn(arg) every interval_ms (the background checkpoint). 0 or -errno. */
 int defer_set_periodic(struct defer_queue *q, void (*fn)(void *), void *arg, uint32_t interval_ms);
+/* Once the thread has run a batch, it also calls fn(arg) every interval_ms for as long as fn returns true
+ * (tidying up after a burst of work: the map trims its spares once it has stopped growing); the next batch
+ * starts the ticks again. Does not start the thread. Call before the first push. */
+void defer_set_housekeeping(struct defer_queue *q, bool (*fn)(void *), void *arg, uint32_t interval_ms);
 /* Stops and joins the thread (queued nodes stay queued). */
 void defer_stop(struct defer_queue *q);
 /* Runs every queued node after one grace period (none when the queue is empty), on the calling thread.

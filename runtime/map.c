@@ -65,6 +65,25 @@ BM_API uint32_t bm_bucket_of(const bm_key *k, uint32_t max_buckets)
 
 /* ---- open / close ---- */
 
+/* Housekeeping tick of the maintenance thread (defer.h), every TRIM_TICK_MS after a batch of retired
+ * files: once a whole tick passed without a grow, the map has stopped growing and its spares (each
+ * bucket's previous index, kept mapped to be regrown in place) give their memory and disk back; the ticks
+ * then stop until the next batch. */
+#define TRIM_TICK_MS 1000u
+
+static bool trim_tick(void *arg)
+{
+    bm_map *m = arg;
+    uint64_t g = bm_load_rlx(&m->ctr.index_grows) + bm_load_rlx(&m->ctr.data_grows);
+    if (g != m->trim_grows) {
+        m->trim_grows = g;
+        return true;
+    }
+    for (uint32_t i = 0; i < m->nbuckets; i++)
+        (void)bkt_trim_spares(&m->buckets[i]);
+    return false;
+}
+
 static int validate_config(const bm_config *cfg)
 {
     if (cfg->elem_size == 0 || cfg->elem_size > BM_MAX_ELEM_SIZE)
@@ -206,6 +225,7 @@ BM_API int bm_open(const bm_config *cfg, bm_map **out)
         bm_free(m);
         return err;
     }
+    defer_set_housekeeping(&m->ctx.defer, trim_tick, m, TRIM_TICK_MS);
     m->nbuckets = cfg->max_buckets ? cfg->max_buckets : DEFAULT_BUCKETS;
     m->shift = 64 - (uint32_t)__builtin_ctz(m->nbuckets);
     err = stor_drives_open(cfg->drives, cfg->n_drives, &m->drives);

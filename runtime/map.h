@@ -35,6 +35,7 @@ struct bm_map {
     uint32_t manifest_nfiles;
     uint64_t boot_id; /* this boot's (recovery.c); 0 when unknown */
     uint32_t flush_interval_ms; /* background checkpoints, on the maintenance thread (ctx.defer) */
+    uint64_t trim_grows;        /* grows counted at the last housekeeping tick (map.c trim_tick) */
 };
 
 /* A checkpoint (checkpoint.c NOTES): every write that returned before the call is durable when it returns 0.

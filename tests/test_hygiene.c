@@ -187,6 +187,51 @@ static void expect_only_user_files(const char *dir)
     ck_assert_int_eq(tu_dir_entries(p), 1);
 }
 
+/* Bytes of the regular files directly in dir. */
+static uint64_t dir_file_bytes(const char *dir)
+{
+    char cmd[PATH_MAX + 64];
+    snprintf(cmd, sizeof cmd, "find '%s' -maxdepth 1 -type f -printf '%%s\\n' | awk '{s+=$1} END {print s+0}'",
+             dir);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    unsigned long long n = 0;
+    ck_assert_int_eq(fscanf(p, "%llu", &n), 1);
+    pclose(p);
+    return n;
+}
+
+/* A growing map keeps its buckets' previous files mapped as spares (regrown in place by the next grow);
+ * once it stops growing, the maintenance thread empties them, so memory and disk come back down to the
+ * live files, and a later grow still works. */
+START_TEST(t_spares_trimmed_when_growth_stops)
+{
+    char d[PATH_MAX];
+    tu_mkdtemp(d, "trim");
+    const char *drives[1] = {d};
+    bm_config cfg = {.elem_size = ES, .max_buckets = 2, .drives = drives, .n_drives = 1};
+    bm_map *m = tu_open_cfg(&cfg);
+    fill(m, 20000, 0);
+    bm_stats st;
+    bm_get_stats(m, &st);
+    ck_assert_uint_gt(st.index_grows, 10);
+    uint64_t live = st.index_bytes + st.data_bytes, on_disk = dir_file_bytes(d);
+    ck_assert_msg(on_disk > live, "no spare kept while growing: %llu bytes on disk, %llu live",
+                  (unsigned long long)on_disk, (unsigned long long)live);
+    for (int i = 0; i < 100 && (on_disk = dir_file_bytes(d)) > live; i++)
+        usleep(100 * 1000); /* the trim comes one to two 1 s ticks after the last grow */
+    ck_assert_msg(on_disk == live, "spares not trimmed: %llu bytes on disk, %llu live", (unsigned long long)on_disk,
+                  (unsigned long long)live);
+    expect_filled(m, 20000, 0);
+    fill(m, 20000, 20000);
+    expect_filled(m, 20000, 0);
+    expect_filled(m, 20000, 20000);
+    bm_close(m);
+    ck_assert_int_eq(tu_dir_entries(d), 0);
+    tu_rmrf(d);
+}
+END_TEST
+
 START_TEST(t_temp_supplied_drive)
 {
     char empty[PATH_MAX], full[PATH_MAX];
@@ -385,6 +430,7 @@ int main(void)
     tcase_add_test(tc, t_failed_open_leaves_nothing);
     tcase_add_test(tc, t_close_with_maintenance_pending);
     tcase_add_test(tc, t_persistent_close_joins_thread);
+    tcase_add_test(tc, t_spares_trimmed_when_growth_stops);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -107,6 +107,38 @@ START_TEST(t_recycle_zeroes_and_resizes)
 }
 END_TEST
 
+/* A populated file is mapped in a reservation: regrowing it keeps the mapping where it is (the pages it
+ * has stay mapped), zeroes it, grows and shrinks the file, and refuses past the reservation. */
+START_TEST(t_regrow_in_place)
+{
+    struct stor_file *f;
+    ck_assert_int_eq(stor_file_create(dir, "g.bm", 0, 4096, 64, 64, STOR_POPULATE, &f), 0);
+    uint8_t *base = f->base;
+    ck_assert_uint_ge(f->resv_len, 4ull << 20);
+    memset(stor_cell(f, 0), 0xff, 64 * 64);
+    ck_assert_int_eq(stor_file_regrow(f, 1000, STOR_POPULATE), 0);
+    ck_assert_ptr_eq(f->base, base);
+    ck_assert_uint_eq(f->ncells, 1000);
+    ck_assert_int_eq(file_size("g.bm"), 4096 + 1000 * 64);
+    for (uint64_t i = 0; i < 1000; i++)
+        ck_assert_uint_eq(*(uint64_t *)stor_cell(f, i), 0);
+    memset(stor_cell(f, 0), 0xee, 1000 * 64); /* every byte of the grown mapping is writable */
+    ck_assert_int_eq(stor_file_regrow(f, 10, 0), 0); /* shrinking, still in place */
+    ck_assert_ptr_eq(f->base, base);
+    ck_assert_int_eq(file_size("g.bm"), 4096 + 10 * 64);
+    ck_assert_uint_eq(*(uint64_t *)stor_cell(f, 9), 0);
+    ck_assert_int_eq(stor_file_regrow(f, (f->resv_len / 64) + 1, 0), -EAGAIN); /* past the reservation */
+    ck_assert_ptr_eq(f->base, base);
+    ck_assert_uint_eq(f->ncells, 10);
+    ck_assert_int_eq(stor_file_regrow(f, 2000, 0), 0); /* a refusal left it usable */
+    ck_assert_uint_eq(*(uint64_t *)stor_cell(f, 1999), 0);
+    stor_file_unmap(f);
+    ck_assert_int_eq(stor_file_regrow(f, 20, 0), -EAGAIN); /* unmapped: the caller recycles instead */
+    stor_file_destroy(f, true);
+    ck_assert_int_eq(file_size("g.bm"), -1);
+}
+END_TEST
+
 START_TEST(t_drives_validate_and_place)
 {
     struct stor_drives *d;
@@ -185,6 +217,7 @@ int main(void)
     tcase_add_test(tc, t_reopen_keeps_bytes);
     tcase_add_test(tc, t_open_rejects_bad_sizes);
     tcase_add_test(tc, t_recycle_zeroes_and_resizes);
+    tcase_add_test(tc, t_regrow_in_place);
     tcase_add_test(tc, t_drives_validate_and_place);
     tcase_add_test(tc, t_temp_drive_removed);
     suite_add_tcase(s, tc);
