@@ -7,7 +7,7 @@
 
 #include "results.h"
 
-static const char *const systems[] = {"bucketmap", "rwlock", "lfht", "lmdb", "lmdb-wmap"};
+static const char *const systems[] = {"bucketmap", "bucketmap-tmp", "rwlock", "rwlock-tmp", "lfht", "lmdb", "lmdb-wmap"};
 #define N_SYS (sizeof systems / sizeof systems[0])
 static const char *const wls[] = {"w1_insert", "w2_get", "w3_absent", "w5_zipf", "w4_churn", "w4_churn16"};
 #define N_WL (sizeof wls / sizeof wls[0])
@@ -54,7 +54,7 @@ static void us(FILE *out, double ns)
 
 static void print_table(const res_set *rs, FILE *out, FILE *wide)
 {
-    fprintf(out, "%-11s %-11s %3s %8s %9s %9s %9s %9s %9s  %s\n", "system", "workload", "T", "Mops/s", "p50 us",
+    fprintf(out, "%-13s %-11s %3s %8s %9s %9s %9s %9s %9s  %s\n", "system", "workload", "T", "Mops/s", "p50 us",
             "p99 us", "p99.9 us", "max us", "stall us", "notes");
     if (wide)
         fprintf(wide, "system,workload,threads,mops,p50_us,p99_us,p999_us,max_us,stall_us,writer_ops\n");
@@ -67,7 +67,7 @@ static void print_table(const res_set *rs, FILE *out, FILE *wide)
                 double v[6] = {res_get(rs, sy, wl, th[k], "mops"),      res_get(rs, sy, wl, th[k], "p50_ns"),
                                res_get(rs, sy, wl, th[k], "p99_ns"),    res_get(rs, sy, wl, th[k], "p999_ns"),
                                res_get(rs, sy, wl, th[k], "max_ns"),    res_get(rs, sy, wl, th[k], "stall_ns")};
-                fprintf(out, "%-11s %-11s %3u %8.3f", sy, wl, th[k], v[0]);
+                fprintf(out, "%-13s %-11s %3u %8.3f", sy, wl, th[k], v[0]);
                 for (int i = 1; i < 6; i++)
                     us(out, v[i]);
                 double wops = res_get(rs, sy, wl, th[k], "writer_ops");
@@ -94,9 +94,9 @@ static void print_table(const res_set *rs, FILE *out, FILE *wide)
         const res_row *na = res_find(rs, systems[s], "w6_reopen", 1, "na");
         double ro = res_get(rs, systems[s], "w6_reopen", 1, "reopen_ms");
         if (na)
-            fprintf(out, "%-11s %-11s     n/a: %s\n", systems[s], "w6_reopen", na->text);
+            fprintf(out, "%-13s %-11s     n/a: %s\n", systems[s], "w6_reopen", na->text);
         else if (!isnan(ro))
-            fprintf(out, "%-11s %-11s     close %.2f ms, reopen %.3f ms, first get %.1f us\n", systems[s],
+            fprintf(out, "%-13s %-11s     close %.2f ms, reopen %.3f ms, first get %.1f us\n", systems[s],
                     "w6_reopen", res_get(rs, systems[s], "w6_reopen", 1, "close_ms"), ro,
                     res_get(rs, systems[s], "w6_reopen", 1, "first_get_us"));
     }
