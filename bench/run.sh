@@ -4,18 +4,23 @@
 # the issues' target ratios and the flush-cost table (workload 7), and gnuplot draws the two plots.
 # Workload 4 runs at the default bucket count and at 16 buckets, the persistent maps with the background
 # flusher at 1000 ms (bm-bench's default --w4-flush-ms; pass -- --w4-flush-ms 0 to run without it).
-#   bench/run.sh [--quick] [--bin-dir DIR] [--out DIR] [-- extra bm-bench options]
+# Then a second pass at 10M keys (--big N; 0 skips it; --quick skips it) on the bucketmap rows and
+# lmdb-wmap: inserts (bytes per entry), single and batched gets, reopen; its own CSV and report.
+#   bench/run.sh [--quick] [--big N] [--bin-dir DIR] [--out DIR] [-- extra bm-bench options]
 # Outputs in --out (default ./bench-out): results.csv (long format, every measurement), table.csv (one row
-# per system x workload x threads), report.txt (what is printed), w2_threads.png, w4_latency.png.
+# per system x workload x threads), report.txt (what is printed), w2_threads.png, w4_latency.png;
+# results-big.csv and report-big.txt for the second pass.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
 bin=""
 out=bench-out
 quick=""
+big=10000000
 while [ $# -gt 0 ]; do
     case "$1" in
-    --quick) quick=--quick ;;
+    --quick) quick=--quick; big=0 ;;
+    --big) big=$2; shift ;;
     --bin-dir) bin=$2; shift ;;
     --out) out=$2; shift ;;
     --) shift; break ;;
@@ -42,6 +47,18 @@ start=$(date +%s)
 "$bin/bm-bench-rwlock" $quick --csv "$csv" "$@"
 "$bin/bm-bench" --report "$csv" --out-dir "$out" | tee "$out/report.txt"
 echo "(all workloads on all systems: $(( $(date +%s) - start )) s)" | tee -a "$out/report.txt"
+if [ "$big" -gt 0 ]; then
+    # The second pass: where a map is larger than the caches (issue 9: bytes per entry and batched gets
+    # at 10M). Its table has no rwlock, lfht or plain lmdb rows; their 1M rows are above.
+    start=$(date +%s)
+    : > "$out/results-big.csv"
+    "$bin/bm-bench" --n "$big" --threads 1 --workloads 1,2,6,8 --systems bucketmap,bucketmap-tmp,lmdb-wmap \
+        --csv "$out/results-big.csv" "$@"
+    mkdir -p "$out/big"
+    { echo "== second pass: N = $big"; "$bin/bm-bench" --report "$out/results-big.csv" --out-dir "$out/big"; } |
+        tee "$out/report-big.txt"
+    echo "(second pass: $(( $(date +%s) - start )) s)" | tee -a "$out/report-big.txt"
+fi
 
 if ! command -v gnuplot >/dev/null 2>&1; then
     echo "run.sh: gnuplot not found, no plots" >&2

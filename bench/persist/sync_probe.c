@@ -34,15 +34,11 @@ static void marker(const char *phase)
         _exit(3);
 }
 
-/* Key i: four words of the splitmix64 stream seeded with i + 1 (support/rng.h). */
+/* Key i (support/rng.h splitmix_key, the same keys in every persistence bench). */
 static bm_key key_of(uint64_t i)
 {
     bm_key k;
-    uint64_t z = i + 1;
-    for (int w = 0; w < 4; w++) {
-        uint64_t x = splitmix64(&z);
-        memcpy(k.bytes + 8 * w, &x, 8);
-    }
+    splitmix_key(i, k.bytes);
     return k;
 }
 
