@@ -29,13 +29,15 @@ static void usage(FILE *f)
             "  --w7-updates U     workload 7: random updates before the second timed flush (default 1000)\n"
             "  --bm-expected      bucketmap: pass the run's key count as bm_config.expected_entries (first index\n"
             "                     files sized for it; default: start small and grow)\n"
-            "  --workloads LIST   subset of 1..7 (default all; 7 = flush after N inserts, after U updates)\n"
+            "  --workloads LIST   subset of 1..8 (default all; 7 = flush after N inserts, after U updates;\n"
+            "                     8 = batched gets, 1 thread, with its ratio to workload 2's single gets)\n"
+            "  --batch K          workload 8: keys per batched get (default 32, at most %u)\n"
             "  --sample K         time every K-th get in workloads 2, 3, 5 (power of two, default 8)\n"
             "  --seed S           key seed\n"
             "  --scratch DIR      where the stores live (default: a new directory in $TMPDIR or /tmp)\n"
             "  --csv FILE         append result rows here (default: stdout)\n"
             "  --quick            smoke settings: --n 20000 --dur 0.1 --w4-dur 0.3\n",
-            sys_default_list());
+            sys_default_list(), BATCH_MAX_KEYS);
 }
 
 typedef struct sys_run {
@@ -74,7 +76,7 @@ int main(int argc, char **argv)
 {
     bench_opts o = {.n = 1000000, .threads = {1, 2}, .n_threads = 2, .dur = 2, .w4_dur = 5, .w4_readers = 1,
                     .w4_buckets = 16, .w4_flush_ms = 1000, .w7_updates = 1000, .sample = 8,
-                    .seed = 0x6b75636b65746d61ull, .workloads = 0xfe};
+                    .batch = 32, .seed = 0x6b75636b65746d61ull, .workloads = 0x1fe};
     const char *systems = sys_default_list(), *csv_path = NULL, *report_path = NULL, *out_dir = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -110,12 +112,14 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--w7-updates")) {
             o.w7_updates = (unsigned)strtoul(v, NULL, 10);
         } else if (!strcmp(a, "--workloads")) {
-            unsigned w[7], n = parse_list(v, w, 7);
+            unsigned w[8], n = parse_list(v, w, 8);
             o.workloads = 0;
             for (unsigned k = 0; k < n; k++)
-                o.workloads |= w[k] <= 7 ? 1u << w[k] : 0;
+                o.workloads |= w[k] <= 8 ? 1u << w[k] : 0;
             if (!o.workloads)
                 o.workloads = 1; /* bit 0 alone: no valid workload, rejected below */
+        } else if (!strcmp(a, "--batch")) {
+            o.batch = (unsigned)strtoul(v, NULL, 10);
         } else if (!strcmp(a, "--sample")) {
             o.sample = (unsigned)strtoul(v, NULL, 10);
         } else if (!strcmp(a, "--seed")) {
@@ -138,7 +142,7 @@ int main(int argc, char **argv)
     if (report_path)
         return report(report_path, out_dir, stdout) == 0 ? 0 : 1;
     if (o.n < 1000 || o.n > UINT32_MAX || !o.n_threads || o.dur <= 0 || o.w4_dur <= 0 || !o.w4_readers ||
-        !o.sample || (o.sample & (o.sample - 1)) || (o.workloads & 1u) || (o.w4_buckets & (o.w4_buckets - 1))) {
+        !o.sample || (o.sample & (o.sample - 1)) || !o.batch || o.batch > BATCH_MAX_KEYS || (o.workloads & 1u) || (o.w4_buckets & (o.w4_buckets - 1))) {
         fprintf(stderr, "bm-bench: invalid option value (see --help)\n");
         return 2;
     }

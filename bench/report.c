@@ -9,7 +9,8 @@
 
 static const char *const systems[] = {"bucketmap", "bucketmap-tmp", "rwlock", "rwlock-tmp", "lfht", "lmdb", "lmdb-wmap"};
 #define N_SYS (sizeof systems / sizeof systems[0])
-static const char *const wls[] = {"w1_insert", "w2_get", "w3_absent", "w5_zipf", "w4_churn", "w4_churn16"};
+static const char *const wls[] = {"w1_insert", "w2_get", "w3_absent", "w5_zipf", "w8_get_batch", "w4_churn",
+                                  "w4_churn16"};
 #define N_WL (sizeof wls / sizeof wls[0])
 
 static FILE *open_in(const char *dir, const char *name)
@@ -54,7 +55,7 @@ static void us(FILE *out, double ns)
 
 static void print_table(const res_set *rs, FILE *out, FILE *wide)
 {
-    fprintf(out, "%-13s %-11s %3s %8s %9s %9s %9s %9s %9s  %s\n", "system", "workload", "T", "Mops/s", "p50 us",
+    fprintf(out, "%-13s %-12s %3s %8s %9s %9s %9s %9s %9s  %s\n", "system", "workload", "T", "Mops/s", "p50 us",
             "p99 us", "p99.9 us", "max us", "stall us", "notes");
     if (wide)
         fprintf(wide, "system,workload,threads,mops,p50_us,p99_us,p999_us,max_us,stall_us,writer_ops\n");
@@ -67,7 +68,7 @@ static void print_table(const res_set *rs, FILE *out, FILE *wide)
                 double v[6] = {res_get(rs, sy, wl, th[k], "mops"),      res_get(rs, sy, wl, th[k], "p50_ns"),
                                res_get(rs, sy, wl, th[k], "p99_ns"),    res_get(rs, sy, wl, th[k], "p999_ns"),
                                res_get(rs, sy, wl, th[k], "max_ns"),    res_get(rs, sy, wl, th[k], "stall_ns")};
-                fprintf(out, "%-13s %-11s %3u %8.3f", sy, wl, th[k], v[0]);
+                fprintf(out, "%-13s %-12s %3u %8.3f", sy, wl, th[k], v[0]);
                 for (int i = 1; i < 6; i++)
                     us(out, v[i]);
                 double wops = res_get(rs, sy, wl, th[k], "writer_ops");
@@ -80,6 +81,10 @@ static void print_table(const res_set *rs, FILE *out, FILE *wide)
                     fprintf(out, " %.1f B/entry", bpe);
                 if (!isnan(grows))
                     fprintf(out, " %.0f grows", grows);
+                double batch = res_get(rs, sy, wl, th[k], "batch");
+                if (!isnan(batch))
+                    fprintf(out, " M keys/s, batches of %.0f (latency per batch); %.2fx w2 1 thread", batch,
+                            res_get(rs, sy, wl, th[k], "ratio_w2"));
                 double fms = res_get(rs, sy, wl, th[k], "flush_ms");
                 if (!isnan(fms))
                     fprintf(out, fms > 0 ? " flusher %.0f ms: %.0f flushes" : " no flusher",
@@ -90,6 +95,11 @@ static void print_table(const res_set *rs, FILE *out, FILE *wide)
                             v[2] / 1e3, v[3] / 1e3, v[4] / 1e3, v[5] / 1e3, wops);
             }
         }
+    for (unsigned s = 0; s < N_SYS; s++) {
+        const res_row *na = res_find(rs, systems[s], "w8_get_batch", 1, "na");
+        if (na)
+            fprintf(out, "%-13s %-12s    n/a: %s\n", systems[s], "w8_get_batch", na->text);
+    }
     for (unsigned s = 0; s < N_SYS; s++) {
         const res_row *na = res_find(rs, systems[s], "w6_reopen", 1, "na");
         double ro = res_get(rs, systems[s], "w6_reopen", 1, "reopen_ms");
@@ -205,6 +215,11 @@ static void print_targets(const res_set *rs, FILE *out)
                 res_get(rs, "bucketmap", "w7_flush", 1, "fill_flush_ms"),
                 res_get(rs, "bucketmap", "w7_flush", 1, "updates"),
                 res_get(rs, "bucketmap", "w7_flush", 1, "upd_flush_ms"));
+
+    fprintf(out, "\nTargets (issue 9), from this one run (%.0f keys; the issue's bound is for 10M):\n",
+            res_get(rs, "bucketmap", "w8_get_batch", 1, "keys"));
+    target(out, "w8 1 thread: bm_get_batch keys/s / w2 bm_get gets/s",
+           res_get(rs, "bucketmap", "w8_get_batch", 1, "ratio_w2"), 1, 3, "x");
 }
 
 static void write_dat(const res_set *rs, const char *dir)

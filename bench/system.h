@@ -9,6 +9,7 @@
 #include "keys.h"
 
 enum { SYS_FOUND = 0, SYS_ABSENT = 1 }; /* get/del results; negative = the system's error code */
+#define BATCH_MAX_KEYS 256u /* largest get_batch */
 
 typedef struct sys_cfg {
     const char *dir;  /* directory the system may put its files in (kept across close + reopen) */
@@ -50,6 +51,10 @@ typedef struct sys_ops {
     int (*insert)(void *db, void *tc, const uint8_t key[KEY_LEN], uint64_t val);
     int (*get)(void *db, void *tc, const uint8_t key[KEY_LEN], uint64_t *val);
     int (*del)(void *db, void *tc, const uint8_t key[KEY_LEN]);
+    /* Optional (NULL: the system has no batched get, workload 8 reports n/a): gets n keys (n * KEY_LEN bytes
+     * at keys, n <= BATCH_MAX_KEYS) in one call; res[i] gets SYS_FOUND, SYS_ABSENT or an error, vals[i] the
+     * value of a found key. Returns the number found or the system's (negative) error. */
+    int (*get_batch)(void *db, void *tc, const uint8_t *keys, size_t n, uint64_t *vals, int *res);
     /* Optional (NULL for an in-memory system): makes every write that returned before it durable. 0 or
      * the system's (negative) error. Called on a thread that is not between thread_enter and thread_exit. */
     int (*flush)(void *db);

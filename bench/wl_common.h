@@ -28,9 +28,11 @@ static inline uint64_t val_of(uint64_t i)
 /* Rows mops (ops / secs / 1e6), p50/p99/p999/max/mean in ns, ops. */
 void wl_emit_hist(const wl_ctx *c, const char *wl, unsigned threads, const hist *h, uint64_t ops, double secs);
 
-/* Workloads 2 (uniform present), 3 (absent), 5 (Zipf) on c->db at the given thread count. 0 or -1. */
-enum { RD_UNIFORM, RD_ABSENT, RD_ZIPF };
-int wl_reads(const wl_ctx *c, int mode, unsigned threads);
+/* Workloads 2 (uniform present), 3 (absent), 5 (Zipf), 8 (uniform present, o->batch keys per get_batch call)
+ * on c->db at the given thread count; emits its result rows. Returns the rate in Mops/s (keys per second for
+ * workload 8), or -1. */
+enum { RD_UNIFORM, RD_ABSENT, RD_ZIPF, RD_BATCH };
+double wl_reads(const wl_ctx *c, int mode, unsigned threads);
 
 /* Workload 4 on a fresh store in dir with `buckets` shards (0 = default). 0 or -1. */
 int wl_churn(const sys_ops *s, const bench_opts *o, FILE *csv, const char *dir, uint32_t buckets,

@@ -1,7 +1,8 @@
-/* Timed read runs (workloads 2, 3 and 5): T threads get keys for a fixed time from a store that no one
+/* Timed read runs (workloads 2, 3, 5 and 8): T threads get keys for a fixed time from a store that no one
  * writes. Every get's result is checked (present keys must return their own value, absent keys must be
  * absent); every o->sample-th get is timed into the thread's histogram, so the clock costs little of the
- * throughput while the percentiles still rest on hundreds of thousands of samples. */
+ * throughput while the percentiles still rest on hundreds of thousands of samples. Workload 8 gets
+ * o->batch uniform present keys per get_batch call: its rate counts keys, its latencies are per call. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -27,6 +28,47 @@ typedef struct rd_arg {
     char why[160];
 } rd_arg;
 
+/* Workload 8: batches of o->batch random present keys, every result checked. */
+static void rd_batch(rd_arg *a, void *tc)
+{
+    const wl_ctx *c = a->c;
+    uint64_t rng = c->o->seed * 31 + a->id + 1;
+    uint64_t mask = c->o->sample - 1, ops = 0, calls = 0;
+    unsigned nb = c->o->batch;
+    uint8_t keys[BATCH_MAX_KEYS][KEY_LEN];
+    uint64_t idx[BATCH_MAX_KEYS], vals[BATCH_MAX_KEYS];
+    int res[BATCH_MAX_KEYS];
+    pthread_barrier_wait(a->bar);
+    uint64_t t0 = now_ns();
+    while (!atomic_load_explicit(a->stop, memory_order_relaxed)) {
+        for (unsigned k = 0; k < nb; k++) {
+            idx[k] = rng_below(&rng, c->n);
+            key_of(c->o->seed, KEY_PRESENT, idx[k], keys[k]);
+        }
+        int found;
+        if ((calls++ & mask) == 0) {
+            uint64_t s = now_ns();
+            found = c->s->get_batch(c->db, tc, &keys[0][0], nb, vals, res);
+            hist_add(&a->h, now_ns() - s);
+        } else {
+            found = c->s->get_batch(c->db, tc, &keys[0][0], nb, vals, res);
+        }
+        for (unsigned k = 0; k < nb; k++)
+            if (found != (int)nb || res[k] != SYS_FOUND || vals[k] != val_of(idx[k])) {
+                snprintf(a->why, sizeof a->why, "get_batch of %u keys: %d found; key %llu: rc %d (%s), value %llu, "
+                         "want %llu", nb, found, (unsigned long long)idx[k], res[k],
+                         res[k] < 0 ? c->s->strerror(res[k]) : "-", (unsigned long long)vals[k],
+                         (unsigned long long)val_of(idx[k]));
+                a->failed = 1;
+                goto out;
+            }
+        ops += nb;
+    }
+out:
+    a->elapsed = now_ns() - t0;
+    a->ops = ops;
+}
+
 static void *rd_thread(void *p)
 {
     rd_arg *a = p;
@@ -36,6 +78,11 @@ static void *rd_thread(void *p)
     uint64_t mask = c->o->sample - 1, zi = (uint64_t)a->id * 7919;
     uint8_t key[KEY_LEN];
     hist_init(&a->h);
+    if (a->mode == RD_BATCH) {
+        rd_batch(a, tc);
+        c->s->thread_exit(c->db, tc);
+        return NULL;
+    }
     pthread_barrier_wait(a->bar);
     uint64_t t0 = now_ns(), ops = 0;
     while (!atomic_load_explicit(a->stop, memory_order_relaxed)) {
@@ -68,9 +115,9 @@ out:
     return NULL;
 }
 
-int wl_reads(const wl_ctx *c, int mode, unsigned threads)
+double wl_reads(const wl_ctx *c, int mode, unsigned threads)
 {
-    static const char *const names[] = {"w2_get", "w3_absent", "w5_zipf"};
+    static const char *const names[] = {"w2_get", "w3_absent", "w5_zipf", "w8_get_batch"};
     uint32_t *zipf = NULL;
     if (mode == RD_ZIPF) {
         zipf = malloc((size_t)ZIPF_LEN * sizeof *zipf);
@@ -115,7 +162,9 @@ int wl_reads(const wl_ctx *c, int mode, unsigned threads)
         /* Throughput is the sum of the threads' own rates, so a thread that started late does not
          * dilute it; the histogram rows come from the same helper as everywhere else. */
         wl_emit_hist(c, names[mode], threads, &all, ops, (double)ops / (mops * 1e6));
+        if (mode == RD_BATCH)
+            res_emit(c->csv, c->s->name, names[mode], threads, "batch", (double)c->o->batch);
     }
     free(zipf), free(a), free(th);
-    return rc;
+    return rc ? -1 : mops;
 }

@@ -1,5 +1,5 @@
 /* One system through the workloads: workload 1 fills a fresh store (timed, one insert at a time),
- * workloads 2, 3 and 5 read that store, workload 6 closes and reopens it; workload 4 then runs on fresh
+ * workloads 2, 3, 5 and 8 read that store, workload 6 closes and reopens it; workload 4 then runs on fresh
  * stores of its own (default shard count, then the small one), since it changes the contents; workload 7
  * (systems with a flush) times one flush right after N inserts and one after U random updates, on a fresh
  * store of its own so that workload 6's close still finds workload 1's writes unflushed.
@@ -199,6 +199,30 @@ static int w7_flush(const sys_ops *s, const bench_opts *o, FILE *csv, const char
     return rc;
 }
 
+/* Workload 8: batched gets of present keys, 1 thread, and their rate over the single gets of workload 2 at
+ * 1 thread on the same store in the same run (w2_1t_mops; measured here first when workload 2 did not run). */
+static int w8_get_batch(const wl_ctx *c, double w2_1t_mops)
+{
+    if (!c->s->get_batch) {
+        res_emit_text(c->csv, c->s->name, "w8_get_batch", 1, "na", "no batched get");
+        return 0;
+    }
+    if (w2_1t_mops <= 0) {
+        fprintf(stderr, "  %s: workload 2, 1 thread (the single-get rate workload 8 is compared with)\n", c->s->name);
+        if ((w2_1t_mops = wl_reads(c, RD_UNIFORM, 1)) < 0)
+            return -1;
+    }
+    fprintf(stderr, "  %s: workload 8 (batches of %u keys, 1 thread)\n", c->s->name, c->o->batch);
+    double mops = wl_reads(c, RD_BATCH, 1);
+    if (mops < 0)
+        return -1;
+    res_emit(c->csv, c->s->name, "w8_get_batch", 1, "ratio_w2", mops / w2_1t_mops);
+    res_emit(c->csv, c->s->name, "w8_get_batch", 1, "keys", (double)c->n);
+    fprintf(stderr, "  %s: w8 %.3f M keys/s = %.2fx w2's %.3f M gets/s\n", c->s->name, mops, mops / w2_1t_mops,
+            w2_1t_mops);
+    return 0;
+}
+
 static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
 {
     (void)st, (void)type, (void)ftw;
@@ -227,7 +251,7 @@ int run_system(const sys_ops *s, const bench_opts *o, FILE *csv)
     char dir[PATH_MAX], err[200] = "";
     int rc = 0;
     unsigned want = o->workloads;
-    if (want & (1u << 1 | 1u << 2 | 1u << 3 | 1u << 5 | 1u << 6)) {
+    if (want & (1u << 1 | 1u << 2 | 1u << 3 | 1u << 5 | 1u << 6 | 1u << 8)) {
         if (make_dir(dir, sizeof dir, o, s, "main") != 0)
             return -1;
         sys_cfg cfg = {.dir = dir, .n_hint = o->n};
@@ -244,14 +268,20 @@ int run_system(const sys_ops *s, const bench_opts *o, FILE *csv)
             c.n = o->n;
         }
         static const struct { unsigned w; int mode; } reads[] = {{2, RD_UNIFORM}, {3, RD_ABSENT}, {5, RD_ZIPF}};
+        double w2_1t = 0;
         for (unsigned r = 0; r < 3 && rc == 0; r++) {
             if (!(want & 1u << reads[r].w))
                 continue;
             for (unsigned t = 0; t < o->n_threads && rc == 0; t++) {
                 fprintf(stderr, "  %s: workload %u, %u thread(s)\n", s->name, reads[r].w, o->threads[t]);
-                rc = wl_reads(&c, reads[r].mode, o->threads[t]);
+                double mops = wl_reads(&c, reads[r].mode, o->threads[t]);
+                rc = mops < 0 ? -1 : 0;
+                if (reads[r].mode == RD_UNIFORM && o->threads[t] == 1)
+                    w2_1t = mops;
             }
         }
+        if (rc == 0 && (want & 1u << 8))
+            rc = w8_get_batch(&c, w2_1t);
         if (rc == 0 && (want & 1u << 6)) {
             fprintf(stderr, "  %s: workload 6 (close, reopen, first get)\n", s->name);
             rc = w6_reopen(&c, &cfg);

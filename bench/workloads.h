@@ -1,5 +1,5 @@
-/* The six workloads of issue 4 and issue 7's flush costs (workload 7), run against one system in the
- * current process. */
+/* The six workloads of issue 4, issue 7's flush costs (workload 7) and issue 9's batched gets (workload 8),
+ * run against one system in the current process. */
 #ifndef BENCH_WORKLOADS_H
 #define BENCH_WORKLOADS_H
 
@@ -21,9 +21,10 @@ typedef struct bench_opts {
     uint32_t w4_flush_ms;                 /* workload 4: background flusher period (0 = none) */
     unsigned w7_updates;                  /* workload 7: random updates before the second flush */
     unsigned sample;                      /* time every sample-th op in throughput runs (power of two) */
+    unsigned batch;                       /* workload 8: keys per batched get (1..BATCH_MAX_KEYS) */
     uint64_t seed;
     const char *scratch;                  /* parent directory for the systems' files */
-    unsigned workloads;                   /* bit w set: run workload w (1..7) */
+    unsigned workloads;                   /* bit w set: run workload w (1..8) */
 } bench_opts;
 
 /* Runs the selected workloads on s, appending result rows to csv. Returns 0, or non-zero when the system

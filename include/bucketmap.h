@@ -8,8 +8,8 @@
  * Concurrency contract (every function):
  *   - Thread-safe from any thread, with no set-up by the caller: the library registers a calling thread
  *     with its RCU machinery on first use and unregisters it when the thread exits.
- *   - Readers (bm_get, bm_read, bm_count, bm_foreach, bm_get_stats) take no lock, never wait for a
- *     writer and never see a torn value (half old, half new elements or refcount).
+ *   - Readers (bm_get, bm_get_batch, bm_read, bm_count, bm_foreach, bm_get_stats) take no lock, never wait
+ *     for a writer and never see a torn value (half old, half new elements or refcount).
  *   - Writers of one bucket serialize; writers of different buckets run in parallel.
  *   - bm_close must not race with any other call on the same map.
  *   - Callbacks: bm_read's callback runs inside a read-side section and must not call bm_* functions
@@ -185,6 +185,21 @@ int bm_insert(bm_map *m, const bm_key *k, const void *elems, uint32_t n, uint64_
  * elements fail their checksum, e.g. torn by a power loss: nothing is copied; bm_insert or bm_delete
  * replaces it, bmctl verify lists every such entry). */
 int bm_get(bm_map *m, const bm_key *k, void *out, uint32_t cap, uint32_t *n, uint64_t *refcount);
+
+/* Looks up nkeys keys in one call, as nkeys bm_get calls would, but several times faster on a map larger
+ * than the caches: it hashes a group of keys and prefetches their index entries (and multi-element values'
+ * data cells) before reading any, so their cache misses overlap. Per key i: status[i] gets 0, BM_ENOTFOUND
+ * or BM_ECORRUPT (as bm_get; one damaged key does not fail the others); when found, min(cap, n_i) elements
+ * go to (char *)out + i * cap * elem_size (cap counts elements per key; the rest of that slot is left as
+ * it was), the true element count to n[i] and the refcount to refcounts[i]; when not found, n[i] and
+ * refcounts[i] are set to 0 and nothing is copied. n and refcounts may be NULL; out may be NULL when cap
+ * is 0; keys and status may be NULL when nkeys is 0. Lock-free, with bm_get's guarantees per key (never
+ * torn, checksums checked); the keys are not one atomic snapshot (a writer may change one key between the
+ * lookups of two others). Keys may repeat. Returns the number of keys found (0..nkeys), or BM_EINVAL (NULL
+ * m, keys or status with nkeys > 0, out NULL with cap > 0, nkeys > INT_MAX, nkeys * cap * elem_size beyond
+ * SIZE_MAX) or BM_EBUSY (inside a bm_read callback, or a bm_update callback of m), with nothing written. */
+int bm_get_batch(bm_map *m, const bm_key *keys, size_t nkeys, void *out, uint32_t cap, uint32_t *n,
+                 uint64_t *refcounts, int *status);
 
 /* Zero-copy read: calls fn once with the value (elements point into the mapping, valid during the call).
  * Lock-free; fn runs inside an RCU read-side section, so it must be short and must not block or call

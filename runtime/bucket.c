@@ -78,7 +78,7 @@ void bkt_read_end(struct bkt *b)
 
 /* A BUSY bit seen for ENTRY_BUSY_SPINS spins: a writer that is really there keeps the bucket's mutation
  * counter odd, or moves it on; a bit that stays set with no writer came from the disk (damage). */
-static __attribute__((noinline)) bool busy_is_damage(const struct bkt *b, const struct bkt_entry *e)
+__attribute__((noinline)) bool bkt_busy_is_damage(const struct bkt *b, const struct bkt_entry *e)
 {
     uint64_t w1 = bm_load_acq(&b->wseq);
     if (w1 & 1)
@@ -88,60 +88,25 @@ static __attribute__((noinline)) bool busy_is_damage(const struct bkt *b, const 
     return (s & ENTRY_BUSY) && bm_load_rlx(&b->wseq) == w1;
 }
 
+/* Off the retry-free path, so a lookup without retries runs the same instructions with or without probes. */
+__attribute__((noinline)) void bkt_count_retries(struct bkt *b, uint64_t retries)
+{
+    bm_add_rlx(&b->ctx->ctr->reader_retries, retries);
+    BM_PROBE2(reader_retry, b->ix, retries);
+}
+
 int bkt_lookup(struct bkt *b, const uint64_t k[4], struct bkt_val *out)
 {
     const struct bkt_state *st = rcu_glue_deref(b->state);
-    uint64_t retries = 0;
-    int rc = BM_ENOTFOUND;
-    bool damaged = false; /* a stuck BUSY entry in the window: it may be k's */
-    while (st) {
-        uint64_t cap = st->cap, home = entry_home(entry_hash(k, st->seed), cap);
-        uint64_t *mdp = &idx_hdr(st)->max_disp, md = bm_load_acq(mdp), w = window(b->ctx, cap);
-        struct entry_snap s = {0, 0, {0, 0}};
-        uint64_t d = 0, win;
-        __builtin_prefetch(&st->entries[home]);
-    scan:
-        win = md + 1 < w ? md + 1 : w;
-        for (d = 0; d < win; d++) {
-            uint64_t j = home + d >= cap ? home + d - cap : home + d;
-            int r = entry_read_if_key(&st->entries[j], k, &s, &retries);
-            if (bm_likely(r == 0))
-                continue;
-            if (r > 0)
-                break;
-            if (busy_is_damage(b, &st->entries[j])) {
-                damaged = true; /* not readable, but other keys past it are */
-                continue;
-            }
-            d--; /* a writer is there: look again */
-        }
-        if (d == win) {
-            /* I2: an entry may have moved past our bound while we scanned. */
-            uint64_t md2 = bm_load_acq(mdp);
-            if (md2 != md) {
-                md = md2;
-                goto scan;
-            }
-            if (damaged)
-                rc = BM_ECORRUPT; /* we cannot tell whose the damaged entry is; bmctl verify can */
-            break;
-        }
-        uint32_t cs = 0;
-        rc = resolve(st, b->ctx, k, &s, out, &cs);
-        if (bm_unlikely(rc == -EAGAIN)) {
-            const struct bkt_state *cur = rcu_glue_deref(b->state);
-            if (cur != st) {
-                st = cur; /* I5: the writer published a newer state first */
-                continue;
-            }
-            rc = BM_ECORRUPT; /* a ref no state can resolve: damaged file (bmctl verify) */
-        }
-        break;
-    }
-    if (bm_unlikely(retries)) {
-        bm_add_rlx(&b->ctx->ctr->reader_retries, retries);
-        BM_PROBE2(reader_retry, b->ix, retries); /* off the retry-free path: bm_get's count is unchanged */
-    }
+    if (!st)
+        return BM_ENOTFOUND; /* created lazily by the first write */
+    uint64_t retries = 0, home = lookup_home(st, k);
+    struct entry_snap s = {0, 0, {0, 0}};
+    __builtin_prefetch(&st->entries[home]);
+    int rc = lookup_scan(b, st, k, home, &s, &retries);
+    rc = lookup_finish(b, st, k, rc, &s, out, &retries);
+    if (bm_unlikely(retries))
+        bkt_count_retries(b, retries);
     return rc;
 }
 
@@ -177,7 +142,7 @@ static void wunlock(struct bkt *b)
     pthread_mutex_unlock(&b->lock);
 }
 
-/* Marks the start / end of a mutation of live entries, for lock-free bucket snapshots and busy_is_damage. */
+/* Marks the start / end of a mutation of live entries, for lock-free bucket snapshots and bkt_busy_is_damage. */
 static inline void mutation_begin(struct bkt *b)
 {
     bm_store_rlx(&b->wseq, b->wseq + 1);
@@ -554,7 +519,7 @@ static int copy_state(const struct bkt *b, const struct bkt_state *st, struct sn
             if (entry_tag(s1) == TAG_FREE || (s1 & ENTRY_SHADOW))
                 break;
             if (s1 & ENTRY_BUSY) {
-                if (spins >= ENTRY_BUSY_SPINS && busy_is_damage(b, e)) {
+                if (spins >= ENTRY_BUSY_SPINS && bkt_busy_is_damage(b, e)) {
                     (*damaged)++;
                     break;
                 }

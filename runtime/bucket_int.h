@@ -167,6 +167,82 @@ static inline __attribute__((always_inline)) int resolve(const struct bkt_state 
     return 0;
 }
 
+/* ---- bucket.c: the reader's slow paths, shared with the batch (batch.c) ---- */
+/* A BUSY bit seen for ENTRY_BUSY_SPINS spins: whether it is damage rather than a writer at work. */
+bool bkt_busy_is_damage(const struct bkt *b, const struct bkt_entry *e);
+/* Adds a lookup's retries to the map's counter (and fires the reader_retry probe). */
+void bkt_count_retries(struct bkt *b, uint64_t retries);
+
+/* ---- the reader's lookup, in stages (bkt_lookup runs them back to back; the batch, batch.c, runs each
+ * stage over a group of keys so that their cache misses overlap). All inside a read-side section. ---- */
+
+/* k's home slot in st. */
+static inline uint64_t lookup_home(const struct bkt_state *st, const uint64_t k[4])
+{
+    return entry_home(entry_hash(k, st->seed), st->cap);
+}
+
+/*
+ * Scans k's window in st from its home slot up to the index's max_disp (I1, I2): 1 with k's entry copied
+ * into *s; BM_ENOTFOUND; or BM_ECORRUPT when k is not there but an entry of the window stays BUSY with no
+ * writer in the bucket (damage: it may be k's). *retries counts re-reads forced by writers.
+ */
+static inline __attribute__((always_inline)) int lookup_scan(const struct bkt *b, const struct bkt_state *st,
+                                                             const uint64_t k[4], uint64_t home,
+                                                             struct entry_snap *s, uint64_t *retries)
+{
+    uint64_t cap = st->cap;
+    uint64_t *mdp = &idx_hdr(st)->max_disp, md = bm_load_acq(mdp), w = window(b->ctx, cap);
+    bool damaged = false; /* a stuck BUSY entry in the window: it may be k's */
+    uint64_t d, win;
+scan:
+    win = md + 1 < w ? md + 1 : w;
+    for (d = 0; d < win; d++) {
+        uint64_t j = home + d >= cap ? home + d - cap : home + d;
+        int r = entry_read_if_key(&st->entries[j], k, s, retries);
+        if (bm_likely(r == 0))
+            continue;
+        if (r > 0)
+            return 1;
+        if (bkt_busy_is_damage(b, &st->entries[j])) {
+            damaged = true; /* not readable, but other keys past it are */
+            continue;
+        }
+        d--; /* a writer is there: look again */
+    }
+    /* I2: an entry may have moved past our bound while we scanned. */
+    uint64_t md2 = bm_load_acq(mdp);
+    if (md2 != md) {
+        md = md2;
+        goto scan;
+    }
+    return damaged ? BM_ECORRUPT : BM_ENOTFOUND; /* whose the damaged entry is, bmctl verify can tell */
+}
+
+/*
+ * Finishes a lookup whose scan of st returned `found` (and, when 1, k's entry in *s): resolves the entry into
+ * *out. A data ref newer than st (I5: the writer published a newer state first) scans the newer state again.
+ * Returns 0, BM_ENOTFOUND or BM_ECORRUPT.
+ */
+static inline __attribute__((always_inline)) int lookup_finish(const struct bkt *b, const struct bkt_state *st,
+                                                               const uint64_t k[4], int found, struct entry_snap *s,
+                                                               struct bkt_val *out, uint64_t *retries)
+{
+    for (;;) {
+        if (found != 1)
+            return found;
+        uint32_t cs = 0;
+        int rc = resolve(st, b->ctx, k, s, out, &cs);
+        if (bm_likely(rc != -EAGAIN))
+            return rc;
+        const struct bkt_state *cur = rcu_glue_deref(b->state);
+        if (cur == st)
+            return BM_ECORRUPT; /* a ref no state can resolve: damaged file (bmctl verify) */
+        st = cur;
+        found = lookup_scan(b, st, k, lookup_home(st, k), s, retries);
+    }
+}
+
 /* A stable entry (bucket lock held) as a snapshot. */
 static inline struct entry_snap entry_snap_of(const struct bkt_entry *e)
 {

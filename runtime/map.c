@@ -22,6 +22,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,13 +48,6 @@ static inline bool in_update_of(const bm_map *m)
 static __thread int tls_read_depth;           /* inside a bm_read callback (of any map) */
 
 bool map_in_callback(void) { return tls_update_depth || tls_read_depth; }
-
-static inline struct bkt *bucket_for(bm_map *m, const uint64_t k[4])
-{
-    if (m->shift == 64)
-        return &m->buckets[0];
-    return &m->buckets[__builtin_bswap64(k[0]) >> m->shift];
-}
 
 BM_API uint32_t bm_bucket_of(const bm_key *k, uint32_t max_buckets)
 {
@@ -329,7 +324,7 @@ BM_API int bm_get(bm_map *m, const bm_key *k, void *out, uint32_t cap, uint32_t 
         return BM_EINVAL;
     uint64_t kw[4];
     key_words(k->bytes, kw);
-    struct bkt *b = bucket_for(m, kw);
+    struct bkt *b = map_bucket_for(m, kw);
     struct bkt_val v;
     bkt_read_begin(b);
     err = bkt_lookup(b, kw, &v);
@@ -348,6 +343,20 @@ BM_API int bm_get(bm_map *m, const bm_key *k, void *out, uint32_t cap, uint32_t 
     return err;
 }
 
+BM_API int bm_get_batch(bm_map *m, const bm_key *keys, size_t nkeys, void *out, uint32_t cap, uint32_t *n,
+                        uint64_t *refcounts, int *status)
+{
+    if (bm_unlikely(!m || (nkeys && (!keys || !status)) || (!out && cap)))
+        return BM_EINVAL;
+    /* The count of found keys is the return value; key i's elements start at byte i * cap * elem_size. */
+    if (bm_unlikely(nkeys > INT_MAX || (cap && nkeys > SIZE_MAX / cap / m->ctx.elem_size)))
+        return BM_EINVAL;
+    if (bm_unlikely(in_update_of(m) || tls_read_depth))
+        return BM_EBUSY;
+    rcu_glue_thread_enter();
+    return map_get_batch(m, keys, nkeys, out, cap, n, refcounts, status);
+}
+
 BM_API int bm_read(bm_map *m, const bm_key *k, bm_read_fn fn, void *ctx)
 {
     int err = check_read(m, k);
@@ -357,7 +366,7 @@ BM_API int bm_read(bm_map *m, const bm_key *k, bm_read_fn fn, void *ctx)
         return BM_EINVAL;
     uint64_t kw[4];
     key_words(k->bytes, kw);
-    struct bkt *b = bucket_for(m, kw);
+    struct bkt *b = map_bucket_for(m, kw);
     struct bkt_val v;
     bkt_read_begin(b);
     err = bkt_lookup(b, kw, &v);
@@ -432,7 +441,7 @@ BM_API int bm_insert(bm_map *m, const bm_key *k, const void *elems, uint32_t n, 
         return BM_ETOOBIG;
     uint64_t kw[4];
     key_words(k->bytes, kw);
-    return bkt_upsert(bucket_for(m, kw), kw, elems, n, refcount);
+    return bkt_upsert(map_bucket_for(m, kw), kw, elems, n, refcount);
 }
 
 BM_API int bm_delete(bm_map *m, const bm_key *k)
@@ -442,7 +451,7 @@ BM_API int bm_delete(bm_map *m, const bm_key *k)
         return err;
     uint64_t kw[4];
     key_words(k->bytes, kw);
-    return bkt_remove(bucket_for(m, kw), kw);
+    return bkt_remove(map_bucket_for(m, kw), kw);
 }
 
 static int adjref(bm_map *m, const bm_key *k, int delta, uint64_t *out)
@@ -452,7 +461,7 @@ static int adjref(bm_map *m, const bm_key *k, int delta, uint64_t *out)
         return err;
     uint64_t kw[4];
     key_words(k->bytes, kw);
-    return bkt_adjref(bucket_for(m, kw), kw, delta, out);
+    return bkt_adjref(map_bucket_for(m, kw), kw, delta, out);
 }
 
 BM_API int bm_addref(bm_map *m, const bm_key *k, uint64_t *new_refcount) { return adjref(m, k, 1, new_refcount); }
@@ -470,7 +479,7 @@ BM_API int bm_update(bm_map *m, const bm_key *k, bm_update_fn fn, void *ctx)
     if (tls_update_depth == UPDATE_NEST_MAX)
         return BM_EBUSY;
     tls_update_maps[tls_update_depth++] = m;
-    err = bkt_update(bucket_for(m, kw), kw, fn, ctx);
+    err = bkt_update(map_bucket_for(m, kw), kw, fn, ctx);
     tls_update_depth--;
     return err;
 }

@@ -38,6 +38,19 @@ struct bm_map {
     uint64_t trim_grows;        /* grows counted at the last housekeeping tick (map.c trim_tick) */
 };
 
+/* The bucket of key words k (the top log2(nbuckets) bits of key bytes 0..7 read big-endian). */
+static inline struct bkt *map_bucket_for(bm_map *m, const uint64_t k[4])
+{
+    if (m->shift == 64)
+        return &m->buckets[0];
+    return &m->buckets[__builtin_bswap64(k[0]) >> m->shift];
+}
+
+/* bm_get_batch's lookups (batch.c), arguments already checked: fills status[i] (and n, refcounts, out) for
+ * every key and returns how many were found. Outside read-side sections; takes its own, one per group. */
+int map_get_batch(bm_map *m, const bm_key *keys, size_t nkeys, void *out, uint32_t cap, uint32_t *n,
+                  uint64_t *refcounts, int *status);
+
 /* A checkpoint (checkpoint.c NOTES): every write that returned before the call is durable when it returns 0.
  * Outside read sections and bucket locks. 0, -ENOMEM (nothing changed), or an I/O error (sticky). */
 int checkpoint_run(bm_map *m, bool clean);

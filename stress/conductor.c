@@ -94,11 +94,17 @@ static struct worker *worker_new(struct run *run, uint32_t id, int role, uint32_
     if (!w)
         return NULL;
     size_t buf = (size_t)run->o->len_max * run->o->elem_size + 8;
+    size_t value = buf - 8;
+    w->batch_max = value && GETBATCH_BYTES / value < GETBATCH_MAX ? (uint32_t)(GETBATCH_BYTES / value) : GETBATCH_MAX;
+    if (!w->batch_max)
+        w->batch_max = 1;
     w->wbuf = malloc(buf);
     w->rbuf = malloc(buf);
-    if (!w->wbuf || !w->rbuf) {
+    w->bbuf = malloc((size_t)w->batch_max * value + 8);
+    if (!w->wbuf || !w->rbuf || !w->bbuf) {
         free(w->wbuf);
         free(w->rbuf);
+        free(w->bbuf);
         run_dealloc(run, w, worker_size());
         return NULL;
     }
@@ -128,6 +134,7 @@ static void worker_free(const struct run *run, struct worker *w)
         return;
     free(w->wbuf);
     free(w->rbuf);
+    free(w->bbuf);
     run_dealloc(run, w, worker_size());
 }
 

@@ -16,11 +16,11 @@
 
 #include "bucketmap.h"
 
-const char *const op_name[OP_N] = {"get", "read", "insert", "update", "delete", "addref", "unref"};
+const char *const op_name[OP_N] = {"get", "read", "getbatch", "insert", "update", "delete", "addref", "unref"};
 const char *const sweep_name[] = {"none", "threads", "readers", "writers"};
 const char *const fault_name[] = {"none", "lost-write", "torn-read"};
 
-static const uint32_t default_mix[OP_N] = {50, 10, 15, 10, 5, 5, 5};
+static const uint32_t default_mix[OP_N] = {45, 10, 5, 15, 10, 5, 5, 5};
 
 void options_usage(FILE *f, const char *prog)
 {
@@ -32,8 +32,8 @@ void options_usage(FILE *f, const char *prog)
         "\n"
         "Threads (pick one form):\n"
         "  -t, --threads N        N mixed workers, each doing reads and writes per --mix (default: CPUs)\n"
-        "  -r, --readers R        R threads doing only get/read  \\  split roles; the --mix weights are used\n"
-        "  -w, --writers W        W threads doing only writes    /  within each role (default 0 each)\n"
+        "  -r, --readers R        R threads doing only get/read/getbatch  \\  split roles; the --mix weights\n"
+        "  -w, --writers W        W threads doing only writes             /  apply within each role (default 0 each)\n"
         "How long:\n"
         "  -d, --duration SEC     run for SEC seconds, fractions allowed (default 10)\n"
         "  -n, --ops N            instead, run N operations in total, split evenly over the threads\n"
@@ -43,9 +43,11 @@ void options_usage(FILE *f, const char *prog)
         "      --theta X          Zipf skew, 0 <= X < 1 (default 0.99)\n"
         "  -l, --value-len A[-B]  elements per value, fixed or a range drawn per write (default 0-20)\n"
         "  -e, --elem-size BYTES  bytes per element, 1..%u (default 16)\n"
-        "  -m, --mix LIST         op weights, any subset of get,read,insert,update,delete,addref,unref,\n"
-        "                         e.g. get=90,insert=10 (default get=50,read=10,insert=15,update=10,\n"
-        "                         delete=5,addref=5,unref=5); weights are relative, they need not sum to 100\n"
+        "  -m, --mix LIST         op weights, any subset of get,read,getbatch,insert,update,delete,addref,\n"
+        "                         unref, e.g. get=90,insert=10 (default get=45,read=10,getbatch=5,insert=15,\n"
+        "                         update=10,delete=5,addref=5,unref=5); weights are relative, they need not\n"
+        "                         sum to 100; a getbatch op is one bm_get_batch of 1..32 keys, each drawn\n"
+        "                         and verified as a get's\n"
         "  -p, --prefill PCT      insert PCT%% of the key space before timing starts (default 50)\n"
         "Map:\n"
         "  -b, --buckets N        max_buckets, a power of two (default: the library's, 256)\n"
@@ -150,7 +152,8 @@ static int parse_mix(const char *spec, struct options *o)
             if (strcmp(tok, op_name[i]) == 0)
                 k = i;
         if (k < 0) {
-            usage_error("--mix: unknown operation '%s' (get, read, insert, update, delete, addref, unref)", tok);
+            usage_error("--mix: unknown operation '%s' (get, read, getbatch, insert, update, delete, addref, unref)",
+                        tok);
             rc = -1;
             break;
         }
@@ -565,7 +568,7 @@ int options_parse(int argc, char **argv, struct options *o)
         return -1;
     }
 
-    uint32_t reads = o->mix[OP_GET] + o->mix[OP_READ];
+    uint32_t reads = o->mix[OP_GET] + o->mix[OP_READ] + o->mix[OP_GETBATCH];
     uint32_t writes = 0;
     for (int i = OP_INSERT; i < OP_N; i++)
         writes += o->mix[i];
@@ -577,7 +580,7 @@ int options_parse(int argc, char **argv, struct options *o)
             max_writers = o->sweep_vals[i];
     }
     if (o->split_roles && max_readers && !reads) {
-        usage_error("readers need get or read in --mix");
+        usage_error("readers need get, read or getbatch in --mix");
         return -1;
     }
     if (o->split_roles && max_writers && !writes) {

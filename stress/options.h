@@ -8,9 +8,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
-enum op_kind { OP_GET, OP_READ, OP_INSERT, OP_UPDATE, OP_DELETE, OP_ADDREF, OP_UNREF, OP_N };
+enum op_kind { OP_GET, OP_READ, OP_GETBATCH, OP_INSERT, OP_UPDATE, OP_DELETE, OP_ADDREF, OP_UNREF, OP_N };
 extern const char *const op_name[OP_N];
-static inline bool op_is_read(int op) { return op == OP_GET || op == OP_READ; }
+static inline bool op_is_read(int op) { return op == OP_GET || op == OP_READ || op == OP_GETBATCH; }
 
 enum dist_kind { DIST_UNIFORM, DIST_ZIPF };
 /* --inject-fault: harness-side faults that prove the checks are alive (README "Testing the checker"). */

@@ -161,7 +161,7 @@ void progress_tick(struct run *run, struct progress *p, uint64_t start_ns, uint6
         used += (size_t)snprintf(line + used, sizeof line - used, "round %u ", run->cycle + 1);
     used += (size_t)snprintf(line + used, sizeof line - used, "[%5.1fs] %7s ops/s ",
                              (double)(now - start_ns) / 1e9, fmt_rate((double)total / dt, a, sizeof a));
-    static const char *const short_name[OP_N] = {"get", "read", "ins", "upd", "del", "aref", "uref"};
+    static const char *const short_name[OP_N] = {"get", "read", "gbat", "ins", "upd", "del", "aref", "uref"};
     for (int k = 0; k < OP_N && used < sizeof line; k++) {
         if (!op_active(run, k))
             continue;

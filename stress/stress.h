@@ -24,6 +24,8 @@ enum role { ROLE_MIXED, ROLE_READER, ROLE_WRITER };
 extern const char *const role_name[]; /* run.c */
 
 #define MAX_FAIL_MSGS 20
+#define GETBATCH_MAX 32u               /* keys per getbatch op, drawn from 1..this */
+#define GETBATCH_BYTES (1u << 20)      /* a getbatch's output buffer is bounded by this (unless one value is larger) */
 #define NO_OWNER UINT32_MAX
 
 struct worker {
@@ -39,6 +41,8 @@ struct worker {
     uint32_t cum_total;
     uint64_t ops_target; /* with --ops: this worker's share */
     uint8_t *wbuf, *rbuf;
+    uint8_t *bbuf;      /* getbatch: batch_max values of len_max elements */
+    uint32_t batch_max; /* keys per getbatch, at most GETBATCH_MAX (fewer for large values) */
     /* Verification tallies; read by the main thread only after join. */
     uint64_t reads_exact, reads_window, reads_skipped, writes_checked;
     uint64_t prefilled;

@@ -378,6 +378,65 @@ static inline uint64_t pick_owned(struct worker *w)
     return r * w->run->nowners + w->owner;
 }
 
+/* One bm_get_batch of 1..batch_max keys drawn as get's are (repeats allowed). A batch is not one snapshot:
+ * each key's lookup happens somewhere inside the call, so each key is judged by the shadow model like a
+ * get whose read spans the whole call (its seqcount read before the call and after it). One batch in eight
+ * asks for fewer elements per key than a value may hold: the copies must be cut, the counts not. */
+static void do_getbatch(struct worker *w)
+{
+    struct run *run = w->run;
+    uint32_t nb = 1 + (uint32_t)rng_below(&w->rng, w->batch_max);
+    uint32_t cap = run->o->len_max;
+    if ((rng_next(&w->rng) & 7) == 0)
+        cap = (uint32_t)rng_below(&w->rng, (uint64_t)cap + 1);
+    bm_key keys[GETBATCH_MAX];
+    uint64_t idx[GETBATCH_MAX], s1[GETBATCH_MAX], d1[GETBATCH_MAX], rc[GETBATCH_MAX];
+    uint32_t n[GETBATCH_MAX];
+    int status[GETBATCH_MAX];
+    bool verify = verifying(run);
+    for (uint32_t i = 0; i < nb; i++) {
+        idx[i] = pick_any(w);
+        key_make(idx[i], run->key_seed, &keys[i]);
+    }
+    if (verify)
+        for (uint32_t i = 0; i < nb; i++)
+            read_begin(key_state_of(run, idx[i]), &s1[i], &d1[i]);
+    uint64_t t0 = now_ns();
+    int ret = bm_get_batch(run->map, keys, nb, w->bbuf, cap, n, rc, status);
+    timed(w, OP_GETBATCH, t0);
+    if (!verify)
+        return;
+    uint64_t s2[GETBATCH_MAX];
+    for (uint32_t i = 0; i < nb; i++)
+        s2[i] = read_end(key_state_of(run, idx[i]));
+    if (ret < 0) {
+        run_lib_error(run, "bm_get_batch", idx[0], ret);
+        return;
+    }
+    int found = 0;
+    for (uint32_t i = 0; i < nb; i++) {
+        if (status[i] != 0 && status[i] != BM_ENOTFOUND) {
+            run_lib_error(run, "bm_get_batch", idx[i], status[i]);
+            return;
+        }
+        found += status[i] == 0;
+    }
+    if (found != ret) {
+        run_mismatch(run, idx[0], "getbatch (thread %u): bm_get_batch of %u keys returned %d, but %d keys were found",
+                     w->id, nb, ret, found);
+        return;
+    }
+    for (uint32_t i = 0; i < nb; i++) {
+        struct vinfo vi = {0};
+        char why[320] = "";
+        int drc = 0;
+        if (status[i] == 0)
+            drc = val_decode(&run->vc, idx[i], w->bbuf + (size_t)i * cap * run->o->elem_size, n[i] < cap ? n[i] : cap,
+                             n[i], rc[i], &vi, why, sizeof why);
+        verify_read(w, idx[i], "getbatch", s1[i], d1[i], s2[i], status[i] == 0, drc, &vi, why);
+    }
+}
+
 int prefill_owner(struct worker *w, uint32_t owner, uint64_t *inserted)
 {
     struct run *run = w->run;
@@ -411,6 +470,9 @@ void *worker_main(void *arg)
             break;
         case OP_READ:
             do_read(w, pick_any(w));
+            break;
+        case OP_GETBATCH:
+            do_getbatch(w);
             break;
         default: {
             uint64_t idx = pick_owned(w);

@@ -10,8 +10,9 @@
  * state; readers also check that the versions they see of one key never go backwards.
  *
  * Threads per run: writers sharing one or two "hot" buckets (update, delete, reinsert, grow), writers on
- * other buckets in parallel, readers (bm_get with various caps, bm_read), and a bm_foreach walker. All start
- * at one pthread barrier and run for RUN_MS. At the end the map must equal what the writers recorded.
+ * other buckets in parallel, readers (bm_get with various caps, bm_read, bm_get_batch of random keys with
+ * various caps), and a bm_foreach walker. All start at one pthread barrier and run for RUN_MS. At the end the
+ * map must equal what the writers recorded, read key by key and in batches.
  */
 #include "tu.h"
 
@@ -27,6 +28,7 @@ enum {
     MAX_WRITERS = 8,
     MAX_KEYS = MAX_WRITERS * KEYS_PER_WRITER,
     N_READERS = 3,
+    BATCH_MAX = 40, /* keys per bm_get_batch of a reader */
 };
 
 typedef struct conc_cfg {
@@ -292,6 +294,70 @@ static void reader_cb(const bm_value *v, void *ctx)
     c->ver = check_value(c->kid, v->elems, v->n, v->n, v->refcount, c->why, sizeof c->why);
 }
 
+/* One bm_get_batch of 1..BATCH_MAX random keys (repeats allowed) with a random cap; every key's result is
+ * checked like a single get's. A batch is not one snapshot (the same key twice in a batch may be read at two
+ * versions, in either order), so versions must not go back only against what earlier calls saw.
+ * Returns 0, or -1 after report(). */
+static int reader_batch(shared *sh, int id, tu_rng *r, uint64_t *last, uint8_t *out, uint64_t *ok,
+                        uint64_t *absent)
+{
+    bm_key keys[BATCH_MAX];
+    uint32_t idx[BATCH_MAX], n[BATCH_MAX];
+    uint64_t rc[BATCH_MAX], seen[BATCH_MAX];
+    int st[BATCH_MAX];
+    char why[200];
+    size_t nb = 1 + tu_below(r, BATCH_MAX);
+    uint64_t capsel = tu_below(r, 4);
+    uint32_t cap = capsel == 0 ? 0 : capsel == 1 ? (uint32_t)tu_below(r, 20) : MAX_LEN;
+    bool arrays = tu_below(r, 8) != 0;
+    for (size_t i = 0; i < nb; i++) {
+        idx[i] = (uint32_t)tu_below(r, sh->nkeys);
+        keys[i] = sh->keys[idx[i]].key;
+    }
+    int found = bm_get_batch(sh->m, keys, nb, cap ? out : NULL, cap, arrays ? n : NULL, arrays ? rc : NULL, st);
+    if (found < 0) {
+        report(sh, "reader %d: bm_get_batch(%zu keys, cap %u) returned %d (%s)", id, nb, cap, found,
+               bm_strerror(found));
+        return -1;
+    }
+    int counted = 0;
+    for (size_t i = 0; i < nb; i++) {
+        uint64_t kid = tu_key_index(&keys[i]);
+        seen[i] = 0;
+        if (st[i] == BM_ENOTFOUND) {
+            (*absent)++;
+            continue;
+        }
+        if (st[i] != 0) {
+            report(sh, "reader %d: bm_get_batch: key %" PRIu64 " status %d (%s)", id, kid, st[i], bm_strerror(st[i]));
+            return -1;
+        }
+        counted++;
+        if (!arrays)
+            continue; /* status only: nothing to check the bytes against */
+        const uint64_t *e = (const uint64_t *)(out + i * (size_t)cap * ES);
+        seen[i] = check_value(kid, e, n[i], n[i] < cap ? n[i] : cap, rc[i], why, sizeof why);
+        if (!seen[i]) {
+            report(sh, "reader %d: bm_get_batch(%zu keys, cap %u), key %zu: %s", id, nb, cap, i, why);
+            return -1;
+        }
+        if (seen[i] < last[idx[i]]) {
+            report(sh, "reader %d: bm_get_batch: key %" PRIu64 " went back from version %" PRIu64 " to %" PRIu64, id,
+                   kid, last[idx[i]], seen[i]);
+            return -1;
+        }
+        (*ok)++;
+    }
+    if (counted != found) {
+        report(sh, "reader %d: bm_get_batch returned %d, but %d statuses are 0", id, found, counted);
+        return -1;
+    }
+    for (size_t i = 0; i < nb; i++)
+        if (seen[i] > last[idx[i]])
+            last[idx[i]] = seen[i];
+    return 0;
+}
+
 static void *reader_main(void *p)
 {
     reader_arg *a = p;
@@ -299,17 +365,24 @@ static void *reader_main(void *p)
     tu_rng r = {sh->seed ^ tu_mix64(1000 + (uint64_t)a->id)};
     uint64_t *last = calloc(MAX_KEYS, sizeof *last);
     uint64_t *buf = malloc((size_t)MAX_LEN * ES);
+    uint8_t *bbuf = malloc((size_t)BATCH_MAX * MAX_LEN * ES);
     char why[200];
-    if (!last || !buf) {
+    if (!last || !buf || !bbuf) {
         report(sh, "reader %d: out of memory", a->id);
         pthread_barrier_wait(&sh->start);
         free(last);
         free(buf);
+        free(bbuf);
         return NULL;
     }
     pthread_barrier_wait(&sh->start);
     uint64_t ok = 0, absent = 0;
     while (!atomic_load_explicit(&sh->stop, memory_order_relaxed)) {
+        if (tu_below(&r, 4) == 0) {
+            if (reader_batch(sh, a->id, &r, last, bbuf, &ok, &absent))
+                break;
+            continue;
+        }
         uint32_t idx = (uint32_t)tu_below(&r, sh->nkeys);
         const key_state *ks = &sh->keys[idx];
         uint64_t kid = tu_key_index(&ks->key);
@@ -363,6 +436,7 @@ static void *reader_main(void *p)
     atomic_fetch_add(&sh->reads_absent, absent);
     free(last);
     free(buf);
+    free(bbuf);
     return NULL;
 }
 
@@ -541,6 +615,31 @@ static void run_conc(const conc_cfg *c, uint64_t seed)
                       ks->ver, v ? "" : why);
     }
     free(buf);
+    /* The same contents through bm_get_batch, BATCH_MAX keys at a time. */
+    uint8_t *bbuf = tu_xmalloc((size_t)BATCH_MAX * MAX_LEN * ES);
+    for (uint32_t first = 0; first < sh->nkeys; first += BATCH_MAX) {
+        bm_key keys[BATCH_MAX];
+        uint32_t n[BATCH_MAX];
+        uint64_t rc[BATCH_MAX];
+        int st[BATCH_MAX], want = 0;
+        size_t nb = sh->nkeys - first < BATCH_MAX ? sh->nkeys - first : BATCH_MAX;
+        for (size_t i = 0; i < nb; i++) {
+            keys[i] = sh->keys[first + i].key;
+            want += sh->keys[first + i].present;
+        }
+        ck_assert_int_eq(bm_get_batch(sh->m, keys, nb, bbuf, MAX_LEN, n, rc, st), want);
+        for (size_t i = 0; i < nb; i++) {
+            key_state *ks = &sh->keys[first + i];
+            ck_assert_int_eq(st[i], ks->present ? 0 : BM_ENOTFOUND);
+            if (!ks->present)
+                continue;
+            uint64_t v = check_value(first + i, (const uint64_t *)(bbuf + i * (size_t)MAX_LEN * ES), n[i], n[i], rc[i],
+                                     why, sizeof why);
+            ck_assert_msg(v == ks->ver, "final batch: key %zu has version %" PRIu64 ", writer recorded %" PRIu64 " %s",
+                          first + i, v, ks->ver, v ? "" : why);
+        }
+    }
+    free(bbuf);
     ck_assert_uint_eq(bm_count(sh->m), present);
     final_walk f = {.sh = sh, .seen = calloc(MAX_KEYS, 1)};
     ck_assert_ptr_nonnull(f.seen);

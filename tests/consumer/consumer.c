@@ -65,6 +65,12 @@ int main(void)
     uint32_t n = 0;
     CHECK(bm_insert(m, &k, elems, 2, 1) == 0);
     CHECK(bm_get(m, &k, out, 2, &n, &rc) == 0 && n == 2 && out[1] == 11 && rc == 1);
+    bm_key ks[2] = {k, {{9}}};
+    uint64_t bout[4] = {0};
+    uint32_t bn[2];
+    int bst[2];
+    CHECK(bm_get_batch(m, ks, 2, bout, 2, bn, NULL, bst) == 1 && bst[0] == 0 && bn[0] == 2 && bout[1] == 11 &&
+          bst[1] == BM_ENOTFOUND);
     CHECK(bm_read(m, &k, on_read, &n64) == 0 && n64 == 2);
     CHECK(bm_addref(m, &k, &rc) == 0 && rc == 2);
     CHECK(bm_unref(m, &k, &rc) == 0 && rc == 1);
