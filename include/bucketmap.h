@@ -154,6 +154,9 @@ typedef struct bm_stats {
     uint64_t recovered_cells_freed;     /* ... and data cells no entry referred to */
     uint64_t buckets_scrubbed;  /* at open: buckets checked entry by entry (unclean shutdown or salvage) */
     uint64_t scrub_ns;          /* nanoseconds those scrubs took */
+    uint64_t buckets_unloaded;  /* buckets whose files a clean open has not opened yet (first touch loads) */
+    uint64_t bucket_load_errors; /* first touches that failed (BM_EMISSING / BM_ECORRUPT ...; bm_verify names
+                                  * the file) */
 } bm_stats;
 
 /* Opens (creates, or with a valid restart file reopens) a map and stores it in *out.
@@ -292,7 +295,8 @@ typedef struct bm_bucket_info {
 /* Number of buckets of m (max_buckets), 0 for NULL. */
 uint32_t bm_bucket_count(bm_map *m);
 
-/* Describes bucket `bucket`. Lock-free. Errors: BM_EINVAL (NULL, bucket >= bm_bucket_count). */
+/* Describes bucket `bucket`. Lock-free once the bucket is loaded (the first touch since a clean open loads
+ * it, as bm_get does). Errors: BM_EINVAL (NULL, bucket >= bm_bucket_count), and a failed load's. */
 int bm_bucket_info_get(bm_map *m, uint32_t bucket, bm_bucket_info *out);
 
 typedef struct bm_verify_report {
@@ -306,11 +310,16 @@ typedef struct bm_verify_report {
     uint64_t zero_refcounts;     /* entries with refcount 0 (legal; reported for information) */
     uint64_t orphan_files_removed; /* at the last open: files of unfinished grows or older generations */
     uint64_t undo_replayed;      /* at the last open: buckets whose cut-short mutation was rolled back */
+    uint64_t unloadable_buckets; /* buckets whose files could not be loaded (missing, damaged, stale copy) */
+    char error[512];             /* the first such bucket's reason, naming the file ("" when none) */
 } bm_verify_report;
 
 /* Checks every entry, cell and count of m against each other (takes each bucket's write lock in turn, so
- * writers of that bucket wait; readers do not). Returns 0 when clean, BM_ECORRUPT when any of the
- * problem counters (bad_*, misplaced, orphan_cells, count_mismatches) is nonzero, BM_EINVAL for NULLs. */
+ * writers of that bucket wait; readers do not). Loads every bucket a clean open left unloaded, so it is the
+ * way to check all files of a reopened map at once. Returns 0 when clean; the first failed load's error
+ * (BM_ECORRUPT, BM_EMISSING, BM_EVERSION, ...; out->error names the file) when a bucket could not be
+ * loaded; BM_ECORRUPT when any of the problem counters (bad_*, misplaced, orphan_cells,
+ * count_mismatches) is nonzero; BM_EINVAL for NULLs. */
 int bm_verify(bm_map *m, bm_verify_report *out);
 
 #ifdef __cplusplus

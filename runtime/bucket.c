@@ -94,6 +94,13 @@ int bkt_lookup(struct bkt *b, const uint64_t k[4], struct bkt_val *out)
     uint64_t retries = 0;
     int rc = BM_ENOTFOUND;
     bool damaged = false; /* a stuck BUSY entry in the window: it may be k's */
+    if (bm_unlikely(!st)) {
+        /* Empty, or not loaded yet. The loader publishes state before it clears `unloaded` (release), so
+         * once that reads 0 a second look at state is current. A loaded bucket never gets here. */
+        if (bm_load_acq(&b->unloaded))
+            return BKT_UNLOADED;
+        st = rcu_glue_deref(b->state);
+    }
     while (st) {
         uint64_t cap = st->cap, home = entry_home(entry_hash(k, st->seed), cap);
         uint64_t *mdp = &idx_hdr(st)->max_disp, md = bm_load_acq(mdp), w = window(b->ctx, cap);

@@ -104,8 +104,13 @@ struct bkt_ctx {
 
 struct bkt {
     /* Read-mostly line: what readers touch. */
-    struct bkt_state *state; /* RCU-protected; NULL until the first write */
+    struct bkt_state *state; /* RCU-protected; NULL until the first write or, while `unloaded`, the first touch */
     struct bkt_ctx *ctx;
+    /* atomic: 1 while the bucket's files, named by the checkpoint a clean open found, are not opened yet
+     * (recovery.c loads them on first touch, under the bucket lock, then publishes state and clears this
+     * with release order; it is never set again). Only read where state is NULL: a loaded bucket's readers
+     * never look at it. */
+    uint32_t unloaded;
 #ifdef BM_READER_RWLOCK
     pthread_rwlock_t rw;
 #endif
@@ -146,7 +151,12 @@ int bkt_init(struct bkt *b, struct bkt_ctx *ctx, uint32_t ix);
 /* After the map's deferral queue was stopped and drained: no reader, writer or deferred node may still use b. */
 void bkt_fini(struct bkt *b);
 
-/* Inside a read-side section (or the ablation's read lock, which bkt_read_begin/end take). */
+/* bkt_lookup's answer for a bucket whose files are not loaded yet (never returned to a user): the caller
+ * leaves its read-side section, loads the bucket (map.c) and looks again. */
+#define BKT_UNLOADED 1
+
+/* Inside a read-side section (or the ablation's read lock, which bkt_read_begin/end take). 0, BM_ENOTFOUND,
+ * BM_ECORRUPT or BKT_UNLOADED. */
 int bkt_lookup(struct bkt *b, const uint64_t k[4], struct bkt_val *out);
 void bkt_read_begin(struct bkt *b);
 void bkt_read_end(struct bkt *b);

@@ -104,8 +104,9 @@ static void map_free(bm_map *m)
             if (m->dir_fds[i] >= 0)
                 close(m->dir_fds[i]);
         bm_free(m->dir_fds);
-        stor_ring_fini(&m->ring);
     }
+    if (m->ring_ready)
+        stor_ring_fini(&m->ring);
     /* Files still pinned here belong to the last durable checkpoint (a checkpoint failed): keep them. */
     for (struct pinned_file *p = m->ctx.pinned, *next; p; p = next) {
         next = p->next;
@@ -113,6 +114,10 @@ static void map_free(bm_map *m)
         bm_free(p);
     }
     pthread_mutex_destroy(&m->ctx.pin_lock);
+    pthread_mutex_destroy(&m->lazy_lock);
+    bm_free(m->lazy_recs);
+    bm_free(m->lazy_first);
+    bm_free(m->lazy_n);
     defer_fini(&m->ctx.defer);
     if (m->ckpt_lock_init)
         pthread_mutex_destroy(&m->ckpt_lock);
@@ -165,12 +170,6 @@ static int open_persistent(bm_map *m, const bm_config *cfg)
         return -ENOMEM;
     for (uint32_t i = 0; i < m->drives->n; i++)
         m->dir_fds[i] = -1;
-    if ((err = stor_ring_init(&m->ring, 256))) {
-        bm_free(m->dir_fds);
-        m->dir_fds = NULL;
-        return err;
-    }
-    m->ring.fault_eio = false; /* test builds set it after recovery (bm_open) */
     for (uint32_t i = 0; i < m->drives->n; i++)
         if ((m->dir_fds[i] = open(m->drives->dirs[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
             return -errno;
@@ -179,6 +178,7 @@ static int open_persistent(bm_map *m, const bm_config *cfg)
     m->ckpt_lock_init = true;
     m->persistent = true;
     m->ctx.durable = true;
+    m->armed = 0; /* recovery arms it when it commits (unclean open, salvage); a clean open leaves it */
     return recovery_open(m, cfg->restart_path, (cfg->flags & BM_F_SALVAGE) != 0, cfg->errbuf, cfg->errbuf_len);
 }
 
@@ -197,12 +197,19 @@ BM_API int bm_open(const bm_config *cfg, bm_map **out)
     if (!m)
         return -ENOMEM;
     m->restart_fd = -1;
+    m->armed = 1; /* temporary maps; a persistent open clears it until recovery commits or a write arms it */
     if ((err = pthread_mutex_init(&m->ctx.pin_lock, NULL))) {
+        bm_free(m);
+        return -err;
+    }
+    if ((err = pthread_mutex_init(&m->lazy_lock, NULL))) {
+        pthread_mutex_destroy(&m->ctx.pin_lock);
         bm_free(m);
         return -err;
     }
     if ((err = defer_init(&m->ctx.defer))) {
         pthread_mutex_destroy(&m->ctx.pin_lock);
+        pthread_mutex_destroy(&m->lazy_lock);
         bm_free(m);
         return err;
     }
@@ -215,6 +222,7 @@ BM_API int bm_open(const bm_config *cfg, bm_map **out)
     }
     if (err) {
         pthread_mutex_destroy(&m->ctx.pin_lock);
+        pthread_mutex_destroy(&m->lazy_lock);
         defer_fini(&m->ctx.defer);
         bm_free(m);
         return err;
@@ -262,7 +270,9 @@ BM_API int bm_open(const bm_config *cfg, bm_map **out)
 #ifdef BM_TEST_HOOKS
         /* BM_TEST_FAULT=flush-eio: every sync after the open's own checkpoint fails with EIO. */
         const char *f = getenv("BM_TEST_FAULT");
-        m->ring.fault_eio = f && strcmp(f, "flush-eio") == 0;
+        m->ring_fault_eio = f && strcmp(f, "flush-eio") == 0;
+        if (m->ring_ready)
+            m->ring.fault_eio = m->ring_fault_eio;
 #endif
         m->flush_interval_ms = cfg->flush_interval_ms;
         if (cfg->flush_interval_ms && (err = map_flusher_start(m))) {
@@ -311,6 +321,7 @@ BM_API int bm_get(bm_map *m, const bm_key *k, void *out, uint32_t cap, uint32_t 
     key_words(k->bytes, kw);
     struct bkt *b = bucket_for(m, kw);
     struct bkt_val v;
+again:
     bkt_read_begin(b);
     err = bkt_lookup(b, kw, &v);
     if (!err) {
@@ -324,6 +335,8 @@ BM_API int bm_get(bm_map *m, const bm_key *k, void *out, uint32_t cap, uint32_t 
             *n = v.n;
         if (refcount)
             *refcount = v.rc;
+    } else if (bm_unlikely(err == BKT_UNLOADED) && !(err = recovery_load_bucket(m, b, NULL, 0))) {
+        goto again; /* the bucket's first touch since a clean open: loaded outside the read section */
     }
     return err;
 }
@@ -339,6 +352,7 @@ BM_API int bm_read(bm_map *m, const bm_key *k, bm_read_fn fn, void *ctx)
     key_words(k->bytes, kw);
     struct bkt *b = bucket_for(m, kw);
     struct bkt_val v;
+again:
     bkt_read_begin(b);
     err = bkt_lookup(b, kw, &v);
     if (!err) {
@@ -348,6 +362,8 @@ BM_API int bm_read(bm_map *m, const bm_key *k, bm_read_fn fn, void *ctx)
         tls_read_depth--;
     }
     bkt_read_end(b);
+    if (bm_unlikely(err == BKT_UNLOADED) && !(err = recovery_load_bucket(m, b, NULL, 0)))
+        goto again;
     return err;
 }
 
@@ -370,9 +386,15 @@ BM_API int bm_foreach(bm_map *m, bm_foreach_fn fn, void *ctx)
     rcu_glue_thread_enter();
     struct snap_buf buf = {NULL, 0, 0};
     uint64_t damaged = 0;
-    int rc = 0;
+    int rc = 0, unloadable = 0;
     for (uint32_t i = 0; i < m->nbuckets && rc == 0; i++) {
         buf.len = 0;
+        int lerr = map_load(m, &m->buckets[i]);
+        if (lerr) {
+            /* Like a damaged entry: the other buckets are still walked, the error comes at the end. */
+            unloadable = unloadable ? unloadable : lerr;
+            continue;
+        }
         rc = bkt_snapshot(&m->buckets[i], &buf, &damaged);
         for (size_t off = 0; rc == 0 && off < buf.len;) {
             const struct snap_rec *r = (const struct snap_rec *)(buf.p + off);
@@ -384,6 +406,8 @@ BM_API int bm_foreach(bm_map *m, bm_foreach_fn fn, void *ctx)
         }
     }
     bm_free(buf.p);
+    if (rc == 0 && unloadable)
+        return unloadable;
     return rc == 0 && damaged ? BM_ECORRUPT : rc;
 }
 
@@ -401,6 +425,17 @@ static inline int check_write(bm_map *m, const bm_key *k)
     return 0;
 }
 
+/* A writer's bucket: loaded (first touch since a clean open), and the map armed (the first write since a
+ * clean open commits an unclean record before any store). */
+static inline int write_bucket(bm_map *m, const uint64_t kw[4], struct bkt **out)
+{
+    struct bkt *b = *out = bucket_for(m, kw);
+    int err = map_load(m, b);
+    if (!err && bm_unlikely(!bm_load_acq(&m->armed)))
+        err = checkpoint_arm(m);
+    return err;
+}
+
 BM_API int bm_insert(bm_map *m, const bm_key *k, const void *elems, uint32_t n, uint64_t refcount)
 {
     int err = check_write(m, k);
@@ -412,7 +447,10 @@ BM_API int bm_insert(bm_map *m, const bm_key *k, const void *elems, uint32_t n, 
         return BM_ETOOBIG;
     uint64_t kw[4];
     key_words(k->bytes, kw);
-    return bkt_upsert(bucket_for(m, kw), kw, elems, n, refcount);
+    struct bkt *b;
+    if ((err = write_bucket(m, kw, &b)))
+        return err;
+    return bkt_upsert(b, kw, elems, n, refcount);
 }
 
 BM_API int bm_delete(bm_map *m, const bm_key *k)
@@ -422,7 +460,10 @@ BM_API int bm_delete(bm_map *m, const bm_key *k)
         return err;
     uint64_t kw[4];
     key_words(k->bytes, kw);
-    return bkt_remove(bucket_for(m, kw), kw);
+    struct bkt *b;
+    if ((err = write_bucket(m, kw, &b)))
+        return err;
+    return bkt_remove(b, kw);
 }
 
 static int adjref(bm_map *m, const bm_key *k, int delta, uint64_t *out)
@@ -432,7 +473,10 @@ static int adjref(bm_map *m, const bm_key *k, int delta, uint64_t *out)
         return err;
     uint64_t kw[4];
     key_words(k->bytes, kw);
-    return bkt_adjref(bucket_for(m, kw), kw, delta, out);
+    struct bkt *b;
+    if ((err = write_bucket(m, kw, &b)))
+        return err;
+    return bkt_adjref(b, kw, delta, out);
 }
 
 BM_API int bm_addref(bm_map *m, const bm_key *k, uint64_t *new_refcount) { return adjref(m, k, 1, new_refcount); }
@@ -449,8 +493,11 @@ BM_API int bm_update(bm_map *m, const bm_key *k, bm_update_fn fn, void *ctx)
     key_words(k->bytes, kw);
     if (tls_update_depth == UPDATE_NEST_MAX)
         return BM_EBUSY;
+    struct bkt *b;
+    if ((err = write_bucket(m, kw, &b)))
+        return err;
     tls_update_maps[tls_update_depth++] = m;
-    err = bkt_update(bucket_for(m, kw), kw, fn, ctx);
+    err = bkt_update(b, kw, fn, ctx);
     tls_update_depth--;
     return err;
 }
@@ -495,12 +542,29 @@ BM_API void bm_get_stats(bm_map *m, bm_stats *out)
     struct stats_walk w = {out, m->ctx.elem_size};
     for (uint32_t i = 0; i < m->nbuckets; i++) {
         struct bkt *b = &m->buckets[i];
-        if (bm_load_rlx(&b->state)) {
+        /* `unloaded` first: once it reads 0 the state is published, so no bucket is counted twice. */
+        bool unloaded = bm_load_acq(&b->unloaded) != 0;
+        if (unloaded || bm_load_rlx(&b->state)) {
             out->buckets_allocated++;
             for (unsigned c = 0; c < BKT_NCLASS; c++)
                 out->data_cells_used += bm_load_rlx(&b->used[c]);
         }
-        bkt_for_each_file(b, stats_file, &w);
+        if (!unloaded) {
+            bkt_for_each_file(b, stats_file, &w);
+            continue;
+        }
+        /* Not opened yet: the manifest's records say what its files are. */
+        out->buckets_unloaded++;
+        const struct manifest_rec *r = m->lazy_recs + m->lazy_first[i];
+        for (unsigned j = 0; j < m->lazy_n[i]; j++) {
+            out->files++;
+            if (r[j].kind == MANIFEST_KIND_INDEX) {
+                out->index_bytes += IDX_HEADER_BYTES + r[j].ncells * sizeof(struct bkt_entry);
+                out->index_capacity += r[j].ncells;
+            } else {
+                out->data_bytes += DATA_HEADER_BYTES + r[j].ncells * m->ctx.data_cell_size[r[j].kind - 1];
+            }
+        }
     }
     out->entries = bm_count(m);
     out->index_grows = bm_load_rlx(&m->ctr.index_grows);
@@ -519,4 +583,5 @@ BM_API void bm_get_stats(bm_map *m, bm_stats *out)
     out->recovered_cells_freed = bm_load_rlx(&m->ctr.recovered_cells_freed);
     out->buckets_scrubbed = bm_load_rlx(&m->ctr.buckets_scrubbed);
     out->scrub_ns = bm_load_rlx(&m->ctr.scrub_ns);
+    out->bucket_load_errors = bm_load_rlx(&m->load_errors);
 }
