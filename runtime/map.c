@@ -310,6 +310,29 @@ static inline int check_read(const bm_map *m, const bm_key *k)
     return 0;
 }
 
+/* A read found its bucket not loaded yet (its first touch since a clean open): load it (outside any
+ * read-side section, under the bucket's lock) and read again. Kept out of line so that the readers' hit
+ * path is the same as before lazy loading. */
+static __attribute__((noinline, cold)) int load_key_bucket(bm_map *m, const bm_key *k)
+{
+    uint64_t kw[4];
+    key_words(k->bytes, kw);
+    return recovery_load_bucket(m, bucket_for(m, kw), NULL, 0);
+}
+
+BM_API int bm_read(bm_map *m, const bm_key *k, bm_read_fn fn, void *ctx);
+
+/* kw, not the caller's key: the key's words are already on bm_get's stack, so the hit path keeps no extra
+ * register alive for this (key_words is a plain copy, so the key is its words' bytes). */
+static __attribute__((noinline, cold)) int get_after_load(bm_map *m, const uint64_t kw[4], void *out, uint32_t cap,
+                                                          uint32_t *n, uint64_t *refcount)
+{
+    bm_key k;
+    memcpy(k.bytes, kw, BM_KEY_LEN);
+    int err = load_key_bucket(m, &k);
+    return err ? err : bm_get(m, &k, out, cap, n, refcount);
+}
+
 BM_API int bm_get(bm_map *m, const bm_key *k, void *out, uint32_t cap, uint32_t *n, uint64_t *refcount)
 {
     int err = check_read(m, k);
@@ -321,7 +344,6 @@ BM_API int bm_get(bm_map *m, const bm_key *k, void *out, uint32_t cap, uint32_t 
     key_words(k->bytes, kw);
     struct bkt *b = bucket_for(m, kw);
     struct bkt_val v;
-again:
     bkt_read_begin(b);
     err = bkt_lookup(b, kw, &v);
     if (!err) {
@@ -335,8 +357,8 @@ again:
             *n = v.n;
         if (refcount)
             *refcount = v.rc;
-    } else if (bm_unlikely(err == BKT_UNLOADED) && !(err = recovery_load_bucket(m, b, NULL, 0))) {
-        goto again; /* the bucket's first touch since a clean open: loaded outside the read section */
+    } else if (bm_unlikely(err == BKT_UNLOADED)) {
+        return get_after_load(m, kw, out, cap, n, refcount);
     }
     return err;
 }
@@ -352,7 +374,6 @@ BM_API int bm_read(bm_map *m, const bm_key *k, bm_read_fn fn, void *ctx)
     key_words(k->bytes, kw);
     struct bkt *b = bucket_for(m, kw);
     struct bkt_val v;
-again:
     bkt_read_begin(b);
     err = bkt_lookup(b, kw, &v);
     if (!err) {
@@ -362,8 +383,8 @@ again:
         tls_read_depth--;
     }
     bkt_read_end(b);
-    if (bm_unlikely(err == BKT_UNLOADED) && !(err = recovery_load_bucket(m, b, NULL, 0)))
-        goto again;
+    if (bm_unlikely(err == BKT_UNLOADED) && !(err = load_key_bucket(m, k)))
+        return bm_read(m, k, fn, ctx);
     return err;
 }
 
