@@ -9,9 +9,12 @@
  *   1. Cut: for each bucket in turn, under its lock: note the bucket's current files for the manifest,
  *      collect (and clear the dirty flags of) the ones written since the last checkpoint, advance the
  *      bucket to epoch E+1, and freeze every entry now in the index (bucket.c I6). Writers of other
- *      buckets go on; writes after a bucket's cut belong to E+1.
+ *      buckets go on; writes after a bucket's cut belong to E+1. A bucket a clean open has not loaded
+ *      (recovery.c) is unchanged since that open's commit: its manifest records are carried over as they
+ *      are, and none of its files is opened.
  *   2. Sync, in one io_uring batch over all drives: every collected file and every drive directory (new
- *      files' names). Pages written after the cut may go along; that is harmless.
+ *      files' names). Pages written after the cut may go along; that is harmless. With no collected file
+ *      nothing is synced: every file created since the last checkpoint is dirty, so no new name exists.
  *   3. Manifest: if the set of files differs from the last commit's, write "<prefix>-manifest-<E>.bm" in
  *      drive 0, fdatasync it, fsync drive 0.
  *   4. Commit record: write (epoch E, manifest, count, clean flag, counters) into the restart file's slot
@@ -31,6 +34,17 @@
  *
  *   Checkpoints are serialized (ckpt_lock): the background flusher and a caller's bm_flush never
  *   interleave, so bm_flush returns only after a checkpoint that began after it was called.
+ *
+ *   Clean open, arming, clean close. A clean open writes nothing (recovery.c): its newest record is the
+ *   clean one, which describes the map exactly until something is written. The first write commits an
+ *   unclean record (checkpoint_arm: epoch E, same manifest, into the other slot) before it stores
+ *   anything, so a crash after it makes the next open repair instead of trusting headers. Until then
+ *   ("unarmed") a checkpoint or close has nothing to do and returns at once. Close of an armed map: a
+ *   checkpoint unless no file is dirty (then the last commit holds the state, and nothing waits for a
+ *   newer one), every deferred release, then the clean checkpoint. The clean checkpoint stamps a file
+ *   (header `closed` = E, manifest record stamp and count) only if it was written since its stamp
+ *   (stor_file.restamp, set when a checkpoint collects it dirty): a close syncs what changed, and a stale
+ *   copy of any file still carries another stamp than its record (recovery.c checks at first touch).
  *
  *   An fsync error is sticky: Linux may have dropped the dirty pages it failed to write, so retrying
  *   could report success for lost data. The map then refuses writes (BM_EFAILED) and keeps serving reads.
