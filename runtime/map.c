@@ -100,6 +100,13 @@ struct map_ranges {
     size_t n, cap;
 };
 
+static void count_range(struct stor_file *f, bool is_index, void *arg)
+{
+    (void)is_index;
+    if (f->base)
+        ++*(size_t *)arg;
+}
+
 static void collect_range(struct stor_file *f, bool is_index, void *arg)
 {
     (void)is_index;
@@ -127,8 +134,10 @@ static int cmp_range(const void *a, const void *b)
  */
 static void unmap_files(bm_map *m)
 {
-    struct map_ranges r = {NULL, 0, (size_t)m->nbuckets * (1 + BKT_NCLASS)};
-    if (!(r.v = bm_malloc(r.cap * sizeof(*r.v))))
+    struct map_ranges r = {NULL, 0, 0};
+    for (uint32_t i = 0; i < m->nbuckets; i++)
+        bkt_for_each_file(&m->buckets[i], count_range, &r.cap);
+    if (!r.cap || !(r.v = bm_malloc(r.cap * sizeof(*r.v))))
         return;
     for (uint32_t i = 0; i < m->nbuckets; i++)
         bkt_for_each_file(&m->buckets[i], collect_range, &r);
