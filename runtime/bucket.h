@@ -120,7 +120,11 @@ struct bkt {
     uint64_t count; /* atomic; bm_count sums these */
     uint32_t ix;
     uint64_t epoch; /* checkpoint epoch this bucket's writes belong to (bucket lock) */
-    uint64_t cursor[BKT_NCLASS];
+    /* Writer-only arrays (cursor[BKT_NCLASS], spare[1 + BKT_NCLASS][SPARES]) live in one block allocated by
+     * the bucket's first writer (bucket.c wlock_writer), not inline: they are 70% of a bucket, and every
+     * page of the bucket array a clean open initializes is a first touch (on a VM ~5-15 us a page). NULL
+     * until then; a bucket that was never written has no spare and allocates no cell. */
+    uint64_t *cursor;
     uint64_t used[BKT_NCLASS]; /* atomic mirror of each data header's used count, for lock-free stats */
     /* Slots whose entry arrived since the last checkpoint cut: only those may move (Robin Hood) or be
      * rewritten in another slot; NULL or all_movable when no checkpoint can name the index. */
@@ -133,9 +137,10 @@ struct bkt {
     uint64_t reclaim_target;
     uint32_t reclaim_inflight; /* atomic */
     struct defer_node reclaim_node;
-    /* atomic: up to SPARES retired files per kind, kept for the next grows to recycle (grows of a small
-     * index come faster than grace periods end, so one spare is often still in use when the next is due) */
-    struct stor_file *spare[1 + BKT_NCLASS][SPARES];
+    /* atomic elements: up to SPARES retired files per kind, kept for the next grows to recycle (grows of a
+     * small index come faster than grace periods end, so one spare is often still in use when the next is
+     * due). Points into the writer block (cursor). */
+    struct stor_file *(*spare)[SPARES];
 } __attribute__((aligned(BM_CACHELINE)));
 
 /* A value found by a reader. elems points into the mapping (DATA) or into inl (INLINE); valid inside the
