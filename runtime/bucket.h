@@ -141,7 +141,8 @@ struct bkt {
      * small index come faster than grace periods end, so one spare is often still in use when the next is
      * due). Points into the writer block (cursor). */
     struct stor_file *(*spare)[SPARES];
-} __attribute__((aligned(BM_CACHELINE)));
+    /* Aligned (so sized) to a power of two: bm_get finds a bucket with a shift, not a multiply. */
+} __attribute__((aligned(512)));
 
 /* A value found by a reader. elems points into the mapping (DATA) or into inl (INLINE); valid inside the
  * read-side section in which it was found. */

@@ -317,7 +317,7 @@ BM_API int bm_open(const bm_config *cfg, bm_map **out)
             n = ctx->max_elems ? ctx->max_elems : 1;
         ctx->data_cell_size[c] = (uint32_t)((CELL_HEADER + n * cfg->elem_size + 7) & ~7ull);
     }
-    m->buckets = bm_aligned_zalloc(BM_CACHELINE, (size_t)m->nbuckets * sizeof(struct bkt));
+    m->buckets = bm_aligned_zalloc(_Alignof(struct bkt), (size_t)m->nbuckets * sizeof(struct bkt));
     if (!m->buckets) {
         map_free(m);
         return -ENOMEM;
