@@ -9,7 +9,9 @@
  *   - Thread-safe from any thread, with no set-up by the caller: the library registers a calling thread
  *     with its RCU machinery on first use and unregisters it when the thread exits.
  *   - Readers (bm_get, bm_get_batch, bm_read, bm_count, bm_foreach, bm_get_stats) take no lock, never wait
- *     for a writer and never see a torn value (half old, half new elements or refcount).
+ *     for a writer and never see a torn value (half old, half new elements or refcount). One exception:
+ *     the first touch of a bucket after a clean reopen opens its files under the bucket's lock (once per
+ *     bucket and open; inside a bm_update callback it may return BM_EBUSY if that lock is taken).
  *   - Writers of one bucket serialize; writers of different buckets run in parallel.
  *   - bm_close must not race with any other call on the same map.
  *   - Callbacks: bm_read's callback runs inside a read-side section and must not call bm_* functions
@@ -154,6 +156,9 @@ typedef struct bm_stats {
     uint64_t recovered_cells_freed;     /* ... and data cells no entry referred to */
     uint64_t buckets_scrubbed;  /* at open: buckets checked entry by entry (unclean shutdown or salvage) */
     uint64_t scrub_ns;          /* nanoseconds those scrubs took */
+    uint64_t buckets_unloaded;  /* buckets whose files a clean open has not opened yet (first touch loads) */
+    uint64_t bucket_load_errors; /* first touches that failed (BM_EMISSING / BM_ECORRUPT ...; bm_verify names
+                                  * the file) */
 } bm_stats;
 
 /* Opens (creates, or with a valid restart file reopens) a map and stores it in *out.
@@ -165,10 +170,17 @@ typedef struct bm_stats {
  * restart file, a commit record, the checkpoint manifest or a map file it names; see README "Persistence
  * and restart"), BM_EMISSING (a file the last checkpoint names is gone), BM_ENORESTART (restart file
  * missing while the drives hold map files), -ENOMEM, -EMFILE and other negated errno values. On failure
- * cfg->errbuf (if given) holds a one-line reason naming the file. */
+ * cfg->errbuf (if given) holds a one-line reason naming the file.
+ * After a clean close the open reads only the restart file, the checkpoint's manifest and one listing of
+ * each drive: a file missing from its directory is refused here, but damage inside a file (header, size,
+ * a stale copy, a count that disagrees with the checkpoint) is found when a call first touches its bucket.
+ * That call, and every later one touching the bucket, returns BM_ECORRUPT / BM_EMISSING / BM_EVERSION
+ * (the bucket stays unloaded, nothing is deleted); bm_verify loads every bucket and names the file. */
 int bm_open(const bm_config *cfg, bm_map **out);
 
-/* Flushes (persistent maps), releases every mapping, fd and lock, and joins the map's maintenance thread
+/* Flushes (persistent maps: a clean checkpoint that restamps and syncs only the files written since their
+ * last stamp; nothing at all when nothing was written since a clean open), releases every mapping, fd and
+ * lock, and joins the map's maintenance thread
  * (which recycles replaced files and runs the background flusher; at most one per map); a temporary map
  * removes every file and directory it created. Waits for one RCU grace period, not for liburcu's call_rcu
  * machinery. NULL is ignored. No other call on m may run concurrently or follow. */
@@ -176,7 +188,9 @@ void bm_close(bm_map *m);
 
 /* Upsert: key k gets exactly n elements copied from elems and the refcount.
  * Errors: BM_EINVAL (NULL m/k, elems NULL with n > 0), BM_ETOOBIG (n * elem_size > BM_MAX_VALUE_BYTES),
- * BM_ENOSPACE, BM_EFAILED, BM_EBUSY, -ENOSPC, -ENOMEM, -EIO. On error the map is unchanged. */
+ * BM_ENOSPACE, BM_EFAILED, BM_EBUSY, -ENOSPC, -ENOMEM, -EIO. On error the map is unchanged. Every call that
+ * touches a bucket (writes, bm_get, bm_read, bm_update, bm_addref/unref, bm_delete) may also return the
+ * bucket's first-touch error after a clean reopen: BM_ECORRUPT, BM_EMISSING, BM_EVERSION (bm_open). */
 int bm_insert(bm_map *m, const bm_key *k, const void *elems, uint32_t n, uint64_t refcount);
 
 /* Copies min(cap, n) elements into out (cap counts elements; out may be NULL when cap is 0) and reports the
@@ -230,7 +244,9 @@ uint64_t bm_count(bm_map *m);
  * (copied out, retried if a writer changed the bucket meanwhile; after repeated interference the snapshot is
  * taken under the bucket's write lock). fn runs outside any lock. A nonzero return from fn stops the walk and
  * is returned. An entry that fails its checksum (as in bm_get) is left out and the walk goes on; it then
- * returns BM_ECORRUPT after the last entry. Errors: BM_EINVAL, BM_EBUSY, -ENOMEM, BM_ECORRUPT. */
+ * returns BM_ECORRUPT after the last entry. A bucket whose files cannot be loaded at its first touch
+ * (bm_open) is skipped likewise and its error returned at the end. Errors: BM_EINVAL, BM_EBUSY, -ENOMEM,
+ * BM_ECORRUPT, BM_EMISSING, BM_EVERSION. */
 int bm_foreach(bm_map *m, bm_foreach_fn fn, void *ctx);
 
 /* A checkpoint: every write that returned before the call is durable when it returns 0, atomically. If
@@ -239,7 +255,8 @@ int bm_foreach(bm_map *m, bm_foreach_fn fn, void *ctx);
  * call acknowledged later; never torn, mixed or another key's value (README "Persistence"). Writers of
  * other buckets are not blocked; checkpoints (with the background flusher's) are serialized. Between
  * checkpoints freed data cells are not reused and replaced files are kept, so a map that is never flushed
- * grows. Temporary maps: 0 without syncing. Errors: BM_EINVAL, BM_EBUSY (inside a callback), -ENOMEM
+ * grows. Temporary maps, and a map not written since a clean open (its clean commit already holds it): 0
+ * without syncing. Errors: BM_EINVAL, BM_EBUSY (inside a callback), -ENOMEM
  * (nothing changed; try again), BM_EFAILED, -EIO, -ENOSPC (I/O errors are sticky: writes are refused). */
 int bm_flush(bm_map *m);
 
@@ -258,13 +275,14 @@ uint32_t bm_bucket_of(const bm_key *k, uint32_t max_buckets);
  *
  * A map opened with a restart_path is persistent. The first bm_open creates the restart file (the map's
  * identity: format, elem_size, max_buckets, max_search, drive count, and two commit-record slots); later
- * opens validate it and map the files the newest checkpoint (bm_flush, close) names (time proportional to
- * the number of files after a clean close). After a process crash (SIGKILL) every acknowledged write is
- * there; after a power loss, exactly what the last checkpoint made durable plus whole later writes (see
- * bm_flush). An unclean open repairs the files (a scrub of every entry: O(entries)) and commits before it
- * returns; it removes only files the commit proves unneeded. A missing or damaged file the checkpoint
- * names is an error (BM_EMISSING / BM_ECORRUPT, the file named in cfg.errbuf), never a smaller map;
- * BM_F_SALVAGE opens what is intact.
+ * opens validate it and use the files the newest checkpoint (bm_flush, close) names; after a clean close
+ * each bucket's files are opened when the bucket is first touched (bm_open above). After a process crash
+ * (SIGKILL) every acknowledged write is there; after a power loss, exactly what the last checkpoint made
+ * durable plus whole later writes (see bm_flush). An unclean open repairs the files (a scrub of every
+ * entry: O(entries)) and commits before it returns; it removes only files the commit proves unneeded. A
+ * missing or damaged file the checkpoint names is an error (BM_EMISSING / BM_ECORRUPT naming the file, in
+ * cfg.errbuf at open or in bm_verify_report.error at first touch), never a smaller map; BM_F_SALVAGE opens
+ * what is intact.
  * While open, the drives are locked (flock on each drive directory, exclusive; the owner's pid is in
  * DRIVE/.bucketmap.lock): any other opener of them, persistent or temporary, gets BM_ELOCKED. A temporary
  * map takes a shared lock on the caller's drives, so temporary maps share drives only with each other.
@@ -307,7 +325,8 @@ typedef struct bm_bucket_info {
 /* Number of buckets of m (max_buckets), 0 for NULL. */
 uint32_t bm_bucket_count(bm_map *m);
 
-/* Describes bucket `bucket`. Lock-free. Errors: BM_EINVAL (NULL, bucket >= bm_bucket_count). */
+/* Describes bucket `bucket`. Lock-free once the bucket is loaded (the first touch since a clean open loads
+ * it, as bm_get does). Errors: BM_EINVAL (NULL, bucket >= bm_bucket_count), and a failed load's. */
 int bm_bucket_info_get(bm_map *m, uint32_t bucket, bm_bucket_info *out);
 
 typedef struct bm_verify_report {
@@ -321,11 +340,16 @@ typedef struct bm_verify_report {
     uint64_t zero_refcounts;     /* entries with refcount 0 (legal; reported for information) */
     uint64_t orphan_files_removed; /* at the last open: files of unfinished grows or older generations */
     uint64_t undo_replayed;      /* at the last open: buckets whose cut-short mutation was rolled back */
+    uint64_t unloadable_buckets; /* buckets whose files could not be loaded (missing, damaged, stale copy) */
+    char error[512];             /* the first such bucket's reason, naming the file ("" when none) */
 } bm_verify_report;
 
 /* Checks every entry, cell and count of m against each other (takes each bucket's write lock in turn, so
- * writers of that bucket wait; readers do not). Returns 0 when clean, BM_ECORRUPT when any of the
- * problem counters (bad_*, misplaced, orphan_cells, count_mismatches) is nonzero, BM_EINVAL for NULLs. */
+ * writers of that bucket wait; readers do not). Loads every bucket a clean open left unloaded, so it is the
+ * way to check all files of a reopened map at once. Returns 0 when clean; the first failed load's error
+ * (BM_ECORRUPT, BM_EMISSING, BM_EVERSION, ...; out->error names the file) when a bucket could not be
+ * loaded; BM_ECORRUPT when any of the problem counters (bad_*, misplaced, orphan_cells,
+ * count_mismatches) is nonzero; BM_EINVAL for NULLs. */
 int bm_verify(bm_map *m, bm_verify_report *out);
 
 #ifdef __cplusplus

@@ -8,6 +8,7 @@
  * prefetches what the next stage will touch:
  *
  *   A. key words and bucket of every key; prefetch the bucket's read-mostly line   (no read section yet)
+ *      (a bucket a clean open left unloaded is loaded first, outside any read section)
  *   B. read section begins. Each bucket's state (none yet: the key is absent); prefetch it
  *   C. home slot (seeded hash); prefetch the home entry and the one after it (most hits are within two)
  *   D. scan each key's window (lookup_scan); a DATA entry: prefetch its cell
@@ -47,6 +48,7 @@ struct batch_key {
     uint64_t k[4];
     struct bkt *b;
     const struct bkt_state *st; /* NULL: the bucket has no files, the key is absent */
+    int load_err;               /* the bucket was left unloaded by a clean open and could not be loaded */
     uint64_t home;
     uint64_t retries;
     int found; /* lookup_scan's result */
@@ -113,11 +115,13 @@ static size_t run_group(bm_map *m, const bm_key *keys, size_t base, size_t g, vo
         key_words(keys[base + i].bytes, q[i].k);
         q[i].b = map_bucket_for(m, q[i].k);
         q[i].retries = 0;
+        /* Outside the read section: a bucket a clean open left unloaded is loaded here (map.h). */
+        q[i].load_err = map_load(m, q[i].b);
         __builtin_prefetch(&q[i].b->state);
     }
     rcu_glue_read_lock();
     for (size_t i = 0; i < g; i++) { /* B */
-        q[i].st = rcu_glue_deref(q[i].b->state);
+        q[i].st = q[i].load_err ? NULL : rcu_glue_deref(q[i].b->state);
         if (q[i].st)
             __builtin_prefetch(q[i].st);
     }
@@ -148,7 +152,7 @@ static size_t run_group(bm_map *m, const bm_key *keys, size_t base, size_t g, vo
     for (size_t i = 0; i < done; i++) { /* E */
         struct batch_key *p = &q[i];
         struct bkt_val v;
-        int rc = lookup_finish(p->b, p->st, p->k, p->found, &p->s, &v, &p->retries);
+        int rc = p->load_err ? p->load_err : lookup_finish(p->b, p->st, p->k, p->found, &p->s, &v, &p->retries);
         *found += put_result(ctx, base + i, rc, &v, out, cap, n, refcounts, status);
     }
     rcu_glue_read_unlock();
@@ -180,8 +184,13 @@ int map_get_batch(bm_map *m, const bm_key *keys, size_t nkeys, void *out, uint32
         key_words(keys[i].bytes, k);
         struct bkt *b = map_bucket_for(m, k);
         struct bkt_val v;
+        int rc = map_load(m, b);
+        if (rc) {
+            found += put_result(&m->ctx, i, rc, &v, out, cap, n, refcounts, status);
+            continue;
+        }
         bkt_read_begin(b);
-        int rc = bkt_lookup(b, k, &v);
+        rc = bkt_lookup(b, k, &v);
         found += put_result(&m->ctx, i, rc, &v, out, cap, n, refcounts, status);
         bkt_read_end(b);
     }

@@ -98,8 +98,15 @@ __attribute__((noinline)) void bkt_count_retries(struct bkt *b, uint64_t retries
 int bkt_lookup(struct bkt *b, const uint64_t k[4], struct bkt_val *out)
 {
     const struct bkt_state *st = rcu_glue_deref(b->state);
-    if (!st)
-        return BM_ENOTFOUND; /* created lazily by the first write */
+    if (bm_unlikely(!st)) {
+        /* Empty, or not loaded yet. The loader publishes state before it clears `unloaded` (release), so
+         * once that reads 0 a second look at state is current. A loaded bucket never gets here. */
+        if (bm_load_acq(&b->unloaded))
+            return BKT_UNLOADED;
+        st = rcu_glue_deref(b->state);
+        if (!st)
+            return BM_ENOTFOUND; /* created lazily by the first write */
+    }
     uint64_t retries = 0, home = lookup_home(st, k);
     struct entry_snap s = {0, 0, {0, 0}};
     __builtin_prefetch(&st->entries[home]);
@@ -118,6 +125,8 @@ int bkt_lookup(struct bkt *b, const uint64_t k[4], struct bkt_val *out)
  * only tries the next one and gets BM_EBUSY when it is taken (header: "Callbacks"). */
 static __thread unsigned tls_locks_held;
 
+static void wunlock(struct bkt *b);
+
 static int wlock(struct bkt *b)
 {
     if (tls_locks_held) {
@@ -130,6 +139,26 @@ static int wlock(struct bkt *b)
 #ifdef BM_READER_RWLOCK
     pthread_rwlock_wrlock(&b->rw);
 #endif
+    return 0;
+}
+
+/* wlock for the writer entry points: also gives the bucket its writer block (cursors and spares, see
+ * bucket.h) the first time. Under the lock, so writers never race on it; the maintenance thread touches
+ * spares of files a writer's grow retired, which happened after this (publish order), and trims the
+ * spares of every bucket that has a block. */
+static int wlock_writer(struct bkt *b)
+{
+    int err = wlock(b);
+    if (err || bm_likely(b->cursor != NULL))
+        return err;
+    uint64_t *blk = bm_calloc(1, BKT_NCLASS * sizeof(uint64_t) + (1 + BKT_NCLASS) * SPARES * sizeof(struct stor_file *));
+    if (!blk) {
+        wunlock(b);
+        return -ENOMEM;
+    }
+    /* Release: the maintenance thread's spare trim (bkt_trim_spares) looks at any bucket, lock-free. */
+    bm_store_rel(&b->spare, (struct stor_file *(*)[SPARES])(blk + BKT_NCLASS));
+    b->cursor = blk;
     return 0;
 }
 
@@ -399,7 +428,7 @@ static int remove_locked(struct bkt *b, const uint64_t k[4])
 
 int bkt_upsert(struct bkt *b, const uint64_t k[4], const void *elems, uint32_t n, uint64_t rc)
 {
-    int err = wlock(b);
+    int err = wlock_writer(b);
     if (err)
         return err;
     err = write_locked(b, k, elems, n, rc);
@@ -409,7 +438,7 @@ int bkt_upsert(struct bkt *b, const uint64_t k[4], const void *elems, uint32_t n
 
 int bkt_remove(struct bkt *b, const uint64_t k[4])
 {
-    int err = wlock(b);
+    int err = wlock_writer(b);
     if (err)
         return err;
     err = remove_locked(b, k);
@@ -419,7 +448,7 @@ int bkt_remove(struct bkt *b, const uint64_t k[4])
 
 int bkt_adjref(struct bkt *b, const uint64_t k[4], int delta, uint64_t *out)
 {
-    int err = wlock(b);
+    int err = wlock_writer(b);
     if (err)
         return err;
     err = BM_ENOTFOUND;
@@ -458,7 +487,7 @@ int bkt_update(struct bkt *b, const uint64_t k[4], bm_update_fn fn, void *ctx)
     void *copy = NULL;
     bm_value cur, out = {NULL, 0, 0};
     const bm_value *curp = NULL;
-    int err = wlock(b);
+    int err = wlock_writer(b);
     if (err)
         return err;
     int64_t slot = b->state ? find(b, k) : -1;
@@ -632,7 +661,9 @@ void bkt_fini(struct bkt *b)
         bm_free(st);
         b->state = NULL;
     }
-    grow_drop_spares(b);
+    if (b->spare)
+        grow_drop_spares(b);
+    bm_free(b->cursor); /* the writer block, spares included */
     pend_free(b);
     bm_free(b->movable);
     b->movable = NULL;

@@ -109,8 +109,13 @@ struct bkt_ctx {
 
 struct bkt {
     /* Read-mostly line: what readers touch. */
-    struct bkt_state *state; /* RCU-protected; NULL until the first write */
+    struct bkt_state *state; /* RCU-protected; NULL until the first write or, while `unloaded`, the first touch */
     struct bkt_ctx *ctx;
+    /* atomic: 1 while the bucket's files, named by the checkpoint a clean open found, are not opened yet
+     * (recovery.c loads them on first touch, under the bucket lock, then publishes state and clears this
+     * with release order; it is never set again). Only read where state is NULL: a loaded bucket's readers
+     * never look at it. */
+    uint32_t unloaded;
 #ifdef BM_READER_RWLOCK
     pthread_rwlock_t rw;
 #endif
@@ -120,7 +125,11 @@ struct bkt {
     uint64_t count; /* atomic; bm_count sums these */
     uint32_t ix;
     uint64_t epoch; /* checkpoint epoch this bucket's writes belong to (bucket lock) */
-    uint64_t cursor[BKT_NCLASS];
+    /* Writer-only arrays (cursor[BKT_NCLASS], spare[1 + BKT_NCLASS][SPARES]) live in one block allocated by
+     * the bucket's first writer (bucket.c wlock_writer), not inline: they are 70% of a bucket, and every
+     * page of the bucket array a clean open initializes is a first touch (on a VM ~5-15 us a page). NULL
+     * until then; a bucket that was never written has no spare and allocates no cell. */
+    uint64_t *cursor;
     uint64_t used[BKT_NCLASS]; /* atomic mirror of each data header's used count, for lock-free stats */
     /* Slots whose entry arrived since the last checkpoint cut: only those may move (Robin Hood) or be
      * rewritten in another slot; NULL or all_movable when no checkpoint can name the index. */
@@ -133,10 +142,12 @@ struct bkt {
     uint64_t reclaim_target;
     uint32_t reclaim_inflight; /* atomic */
     struct defer_node reclaim_node;
-    /* atomic: up to SPARES retired files per kind, kept for the next grows to recycle (grows of a small
-     * index come faster than grace periods end, so one spare is often still in use when the next is due) */
-    struct stor_file *spare[1 + BKT_NCLASS][SPARES];
-} __attribute__((aligned(BM_CACHELINE)));
+    /* atomic elements: up to SPARES retired files per kind, kept for the next grows to recycle (grows of a
+     * small index come faster than grace periods end, so one spare is often still in use when the next is
+     * due). Points into the writer block (cursor). */
+    struct stor_file *(*spare)[SPARES];
+    /* Aligned (so sized) to a power of two: bm_get finds a bucket with a shift, not a multiply. */
+} __attribute__((aligned(512)));
 
 /* A value found by a reader. elems points into the mapping (DATA) or into inl (INLINE); valid inside the
  * read-side section in which it was found. */
@@ -154,7 +165,12 @@ int bkt_init(struct bkt *b, struct bkt_ctx *ctx, uint32_t ix);
 /* After the map's deferral queue was stopped and drained: no reader, writer or deferred node may still use b. */
 void bkt_fini(struct bkt *b);
 
-/* Inside a read-side section (or the ablation's read lock, which bkt_read_begin/end take). */
+/* bkt_lookup's answer for a bucket whose files are not loaded yet (never returned to a user): the caller
+ * leaves its read-side section, loads the bucket (map.c) and looks again. */
+#define BKT_UNLOADED 1
+
+/* Inside a read-side section (or the ablation's read lock, which bkt_read_begin/end take). 0, BM_ENOTFOUND,
+ * BM_ECORRUPT or BKT_UNLOADED. */
 int bkt_lookup(struct bkt *b, const uint64_t k[4], struct bkt_val *out);
 void bkt_read_begin(struct bkt *b);
 void bkt_read_end(struct bkt *b);

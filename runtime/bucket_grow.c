@@ -128,6 +128,8 @@ void grow_keep_spare(struct bkt *b, unsigned slot, struct stor_file *f)
 bool bkt_trim_spares(struct bkt *b)
 {
     bool trimmed = false;
+    if (!bm_load_acq(&b->spare))
+        return false; /* never written since open: it has no spares (bucket.h) */
     for (unsigned i = 0; i < 1 + BKT_NCLASS; i++)
         for (unsigned j = 0; j < SPARES; j++) {
             struct stor_file *f = __atomic_exchange_n(&b->spare[i][j], NULL, __ATOMIC_ACQ_REL);

@@ -15,7 +15,8 @@ BM_API int bm_bucket_info_get(bm_map *m, uint32_t bucket, bm_bucket_info *out)
     if (!m || !out || bucket >= m->nbuckets)
         return BM_EINVAL;
     rcu_glue_thread_enter();
-    return bkt_info(&m->buckets[bucket], out);
+    int err = map_load(m, &m->buckets[bucket]);
+    return err ? err : bkt_info(&m->buckets[bucket], out);
 }
 
 BM_API int bm_verify(bm_map *m, bm_verify_report *out)
@@ -26,13 +27,28 @@ BM_API int bm_verify(bm_map *m, bm_verify_report *out)
         return BM_EBUSY; /* it takes every bucket lock in turn */
     rcu_glue_thread_enter();
     memset(out, 0, sizeof(*out));
-    for (uint32_t i = 0; i < m->nbuckets; i++)
-        bkt_verify(&m->buckets[i], out);
+    int load_err = 0;
+    for (uint32_t i = 0; i < m->nbuckets; i++) {
+        struct bkt *b = &m->buckets[i];
+        if (bm_load_acq(&b->unloaded)) {
+            char why[sizeof(out->error)];
+            int err = recovery_load_bucket(m, b, why, sizeof(why));
+            if (err) {
+                if (!load_err) {
+                    load_err = err;
+                    memcpy(out->error, why, sizeof(out->error));
+                }
+                out->unloadable_buckets++;
+                continue;
+            }
+        }
+        bkt_verify(b, out);
+    }
     out->orphan_files_removed = m->ctr.orphan_files_removed;
     out->undo_replayed = m->ctr.undo_replayed;
     bool bad = out->bad_entry_sums || out->bad_cells || out->bad_refs || out->misplaced || out->orphan_cells ||
                out->count_mismatches;
-    return bad ? BM_ECORRUPT : 0;
+    return load_err ? load_err : bad ? BM_ECORRUPT : 0;
 }
 
 BM_API int bm_read_restart_info(const char *restart_path, bm_restart_info *out)

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -103,12 +104,78 @@ static int validate_config(const bm_config *cfg)
     return 0;
 }
 
+/* Mappings of the buckets' current files, to unmap in as few calls as possible. */
+struct map_ranges {
+    struct map_range {
+        uintptr_t base;
+        size_t len;
+        struct stor_file *f;
+    } *v;
+    size_t n, cap;
+};
+
+static void count_range(struct stor_file *f, bool is_index, void *arg)
+{
+    (void)is_index;
+    if (f->base)
+        ++*(size_t *)arg;
+}
+
+static void collect_range(struct stor_file *f, bool is_index, void *arg)
+{
+    (void)is_index;
+    struct map_ranges *r = arg;
+    if (!f->base || r->n == r->cap)
+        return;
+    /* The whole range the file holds: its pages and any address space reserved behind it for a regrow
+     * (stor_file.h resv_len, a page multiple), where the next mapping may begin. */
+    r->v[r->n++] = (struct map_range){(uintptr_t)f->base, f->resv_len, f};
+}
+
+static int cmp_range(const void *a, const void *b)
+{
+    const struct map_range *x = a, *y = b;
+    return x->base < y->base ? -1 : x->base > y->base;
+}
+
+/*
+ * Unmaps every current file of every bucket, coalescing mappings that are adjacent in the address space
+ * (consecutive mmaps usually are) into one munmap each. Each munmap of a process that has run threads
+ * costs a TLB shootdown (an IPI per other CPU, tens of us on a virtual machine); one per file made the
+ * close of a map with 256 loaded buckets and nothing to write take 25-40 ms, almost all of it there. Only
+ * ranges of our own files are merged, exactly adjacent ones, so nothing else is unmapped. Best effort:
+ * without memory for the list, stor_file_destroy unmaps file by file as before.
+ */
+static void unmap_files(bm_map *m)
+{
+    struct map_ranges r = {NULL, 0, 0};
+    for (uint32_t i = 0; i < m->nbuckets; i++)
+        bkt_for_each_file(&m->buckets[i], count_range, &r.cap);
+    if (!r.cap || !(r.v = bm_malloc(r.cap * sizeof(*r.v))))
+        return;
+    for (uint32_t i = 0; i < m->nbuckets; i++)
+        bkt_for_each_file(&m->buckets[i], collect_range, &r);
+    if (r.n)
+        qsort(r.v, r.n, sizeof(*r.v), cmp_range);
+    for (size_t i = 0; i < r.n;) {
+        size_t j = i + 1, len = r.v[i].len;
+        while (j < r.n && r.v[j].base == r.v[i].base + len)
+            len += r.v[j++].len;
+        if (munmap((void *)r.v[i].base, len) == 0)
+            for (size_t k = i; k < j; k++)
+                r.v[k].f->base = NULL; /* stor_file_destroy: nothing left to unmap */
+        i = j;
+    }
+    bm_free(r.v);
+}
+
 static void map_free(bm_map *m)
 {
     /* Every deferred release must have run before the buckets go away. */
     defer_stop(&m->ctx.defer);
     defer_drain(&m->ctx.defer);
     if (m->buckets) {
+        unmap_files(m);
         for (uint32_t i = 0; i < m->nbuckets; i++)
             bkt_fini(&m->buckets[i]);
         bm_free(m->buckets);
@@ -118,8 +185,9 @@ static void map_free(bm_map *m)
             if (m->dir_fds[i] >= 0)
                 close(m->dir_fds[i]);
         bm_free(m->dir_fds);
-        stor_ring_fini(&m->ring);
     }
+    if (m->ring_ready)
+        stor_ring_fini(&m->ring);
     /* Files still pinned here belong to the last durable checkpoint (a checkpoint failed): keep them. */
     for (struct pinned_file *p = m->ctx.pinned, *next; p; p = next) {
         next = p->next;
@@ -127,6 +195,10 @@ static void map_free(bm_map *m)
         bm_free(p);
     }
     pthread_mutex_destroy(&m->ctx.pin_lock);
+    pthread_mutex_destroy(&m->lazy_lock);
+    bm_free(m->lazy_recs);
+    bm_free(m->lazy_first);
+    bm_free(m->lazy_n);
     defer_fini(&m->ctx.defer);
     if (m->ckpt_lock_init)
         pthread_mutex_destroy(&m->ckpt_lock);
@@ -179,12 +251,6 @@ static int open_persistent(bm_map *m, const bm_config *cfg)
         return -ENOMEM;
     for (uint32_t i = 0; i < m->drives->n; i++)
         m->dir_fds[i] = -1;
-    if ((err = stor_ring_init(&m->ring, 256))) {
-        bm_free(m->dir_fds);
-        m->dir_fds = NULL;
-        return err;
-    }
-    m->ring.fault_eio = false; /* test builds set it after recovery (bm_open) */
     for (uint32_t i = 0; i < m->drives->n; i++)
         if ((m->dir_fds[i] = open(m->drives->dirs[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
             return -errno;
@@ -193,6 +259,7 @@ static int open_persistent(bm_map *m, const bm_config *cfg)
     m->ckpt_lock_init = true;
     m->persistent = true;
     m->ctx.durable = true;
+    m->armed = 0; /* recovery arms it when it commits (unclean open, salvage); a clean open leaves it */
     return recovery_open(m, cfg->restart_path, (cfg->flags & BM_F_SALVAGE) != 0, cfg->errbuf, cfg->errbuf_len);
 }
 
@@ -211,12 +278,19 @@ BM_API int bm_open(const bm_config *cfg, bm_map **out)
     if (!m)
         return -ENOMEM;
     m->restart_fd = -1;
+    m->armed = 1; /* temporary maps; a persistent open clears it until recovery commits or a write arms it */
     if ((err = pthread_mutex_init(&m->ctx.pin_lock, NULL))) {
+        bm_free(m);
+        return -err;
+    }
+    if ((err = pthread_mutex_init(&m->lazy_lock, NULL))) {
+        pthread_mutex_destroy(&m->ctx.pin_lock);
         bm_free(m);
         return -err;
     }
     if ((err = defer_init(&m->ctx.defer))) {
         pthread_mutex_destroy(&m->ctx.pin_lock);
+        pthread_mutex_destroy(&m->lazy_lock);
         bm_free(m);
         return err;
     }
@@ -230,6 +304,7 @@ BM_API int bm_open(const bm_config *cfg, bm_map **out)
     }
     if (err) {
         pthread_mutex_destroy(&m->ctx.pin_lock);
+        pthread_mutex_destroy(&m->lazy_lock);
         defer_fini(&m->ctx.defer);
         bm_free(m);
         return err;
@@ -257,7 +332,7 @@ BM_API int bm_open(const bm_config *cfg, bm_map **out)
             n = ctx->max_elems ? ctx->max_elems : 1;
         ctx->data_cell_size[c] = (uint32_t)((CELL_HEADER + n * cfg->elem_size + 7) & ~7ull);
     }
-    m->buckets = bm_aligned_zalloc(BM_CACHELINE, (size_t)m->nbuckets * sizeof(struct bkt));
+    m->buckets = bm_aligned_zalloc(_Alignof(struct bkt), (size_t)m->nbuckets * sizeof(struct bkt));
     if (!m->buckets) {
         map_free(m);
         return -ENOMEM;
@@ -277,7 +352,9 @@ BM_API int bm_open(const bm_config *cfg, bm_map **out)
 #ifdef BM_TEST_HOOKS
         /* BM_TEST_FAULT=flush-eio: every sync after the open's own checkpoint fails with EIO. */
         const char *f = getenv("BM_TEST_FAULT");
-        m->ring.fault_eio = f && strcmp(f, "flush-eio") == 0;
+        m->ring_fault_eio = f && strcmp(f, "flush-eio") == 0;
+        if (m->ring_ready)
+            m->ring.fault_eio = m->ring_fault_eio;
 #endif
         m->flush_interval_ms = cfg->flush_interval_ms;
         if (cfg->flush_interval_ms && (err = map_flusher_start(m))) {
@@ -315,6 +392,29 @@ static inline int check_read(const bm_map *m, const bm_key *k)
     return 0;
 }
 
+/* A read found its bucket not loaded yet (its first touch since a clean open): load it (outside any
+ * read-side section, under the bucket's lock) and read again. Kept out of line so that the readers' hit
+ * path is the same as before lazy loading. */
+static __attribute__((noinline, cold)) int load_key_bucket(bm_map *m, const bm_key *k)
+{
+    uint64_t kw[4];
+    key_words(k->bytes, kw);
+    return recovery_load_bucket(m, map_bucket_for(m, kw), NULL, 0);
+}
+
+BM_API int bm_read(bm_map *m, const bm_key *k, bm_read_fn fn, void *ctx);
+
+/* kw, not the caller's key: the key's words are already on bm_get's stack, so the hit path keeps no extra
+ * register alive for this (key_words is a plain copy, so the key is its words' bytes). */
+static __attribute__((noinline, cold)) int get_after_load(bm_map *m, const uint64_t kw[4], void *out, uint32_t cap,
+                                                          uint32_t *n, uint64_t *refcount)
+{
+    bm_key k;
+    memcpy(k.bytes, kw, BM_KEY_LEN);
+    int err = load_key_bucket(m, &k);
+    return err ? err : bm_get(m, &k, out, cap, n, refcount);
+}
+
 BM_API int bm_get(bm_map *m, const bm_key *k, void *out, uint32_t cap, uint32_t *n, uint64_t *refcount)
 {
     int err = check_read(m, k);
@@ -339,6 +439,8 @@ BM_API int bm_get(bm_map *m, const bm_key *k, void *out, uint32_t cap, uint32_t 
             *n = v.n;
         if (refcount)
             *refcount = v.rc;
+    } else if (bm_unlikely(err == BKT_UNLOADED)) {
+        return get_after_load(m, kw, out, cap, n, refcount);
     }
     return err;
 }
@@ -377,6 +479,8 @@ BM_API int bm_read(bm_map *m, const bm_key *k, bm_read_fn fn, void *ctx)
         tls_read_depth--;
     }
     bkt_read_end(b);
+    if (bm_unlikely(err == BKT_UNLOADED) && !(err = load_key_bucket(m, k)))
+        return bm_read(m, k, fn, ctx);
     return err;
 }
 
@@ -399,9 +503,15 @@ BM_API int bm_foreach(bm_map *m, bm_foreach_fn fn, void *ctx)
     rcu_glue_thread_enter();
     struct snap_buf buf = {NULL, 0, 0};
     uint64_t damaged = 0;
-    int rc = 0;
+    int rc = 0, unloadable = 0;
     for (uint32_t i = 0; i < m->nbuckets && rc == 0; i++) {
         buf.len = 0;
+        int lerr = map_load(m, &m->buckets[i]);
+        if (lerr) {
+            /* Like a damaged entry: the other buckets are still walked, the error comes at the end. */
+            unloadable = unloadable ? unloadable : lerr;
+            continue;
+        }
         rc = bkt_snapshot(&m->buckets[i], &buf, &damaged);
         for (size_t off = 0; rc == 0 && off < buf.len;) {
             const struct snap_rec *r = (const struct snap_rec *)(buf.p + off);
@@ -413,6 +523,8 @@ BM_API int bm_foreach(bm_map *m, bm_foreach_fn fn, void *ctx)
         }
     }
     bm_free(buf.p);
+    if (rc == 0 && unloadable)
+        return unloadable;
     return rc == 0 && damaged ? BM_ECORRUPT : rc;
 }
 
@@ -430,6 +542,17 @@ static inline int check_write(bm_map *m, const bm_key *k)
     return 0;
 }
 
+/* A writer's bucket: loaded (first touch since a clean open), and the map armed (the first write since a
+ * clean open commits an unclean record before any store). */
+static inline int write_bucket(bm_map *m, const uint64_t kw[4], struct bkt **out)
+{
+    struct bkt *b = *out = map_bucket_for(m, kw);
+    int err = map_load(m, b);
+    if (!err && bm_unlikely(!bm_load_acq(&m->armed)))
+        err = checkpoint_arm(m);
+    return err;
+}
+
 BM_API int bm_insert(bm_map *m, const bm_key *k, const void *elems, uint32_t n, uint64_t refcount)
 {
     int err = check_write(m, k);
@@ -441,7 +564,10 @@ BM_API int bm_insert(bm_map *m, const bm_key *k, const void *elems, uint32_t n, 
         return BM_ETOOBIG;
     uint64_t kw[4];
     key_words(k->bytes, kw);
-    return bkt_upsert(map_bucket_for(m, kw), kw, elems, n, refcount);
+    struct bkt *b;
+    if ((err = write_bucket(m, kw, &b)))
+        return err;
+    return bkt_upsert(b, kw, elems, n, refcount);
 }
 
 BM_API int bm_delete(bm_map *m, const bm_key *k)
@@ -451,7 +577,10 @@ BM_API int bm_delete(bm_map *m, const bm_key *k)
         return err;
     uint64_t kw[4];
     key_words(k->bytes, kw);
-    return bkt_remove(map_bucket_for(m, kw), kw);
+    struct bkt *b;
+    if ((err = write_bucket(m, kw, &b)))
+        return err;
+    return bkt_remove(b, kw);
 }
 
 static int adjref(bm_map *m, const bm_key *k, int delta, uint64_t *out)
@@ -461,7 +590,10 @@ static int adjref(bm_map *m, const bm_key *k, int delta, uint64_t *out)
         return err;
     uint64_t kw[4];
     key_words(k->bytes, kw);
-    return bkt_adjref(map_bucket_for(m, kw), kw, delta, out);
+    struct bkt *b;
+    if ((err = write_bucket(m, kw, &b)))
+        return err;
+    return bkt_adjref(b, kw, delta, out);
 }
 
 BM_API int bm_addref(bm_map *m, const bm_key *k, uint64_t *new_refcount) { return adjref(m, k, 1, new_refcount); }
@@ -478,8 +610,11 @@ BM_API int bm_update(bm_map *m, const bm_key *k, bm_update_fn fn, void *ctx)
     key_words(k->bytes, kw);
     if (tls_update_depth == UPDATE_NEST_MAX)
         return BM_EBUSY;
+    struct bkt *b;
+    if ((err = write_bucket(m, kw, &b)))
+        return err;
     tls_update_maps[tls_update_depth++] = m;
-    err = bkt_update(map_bucket_for(m, kw), kw, fn, ctx);
+    err = bkt_update(b, kw, fn, ctx);
     tls_update_depth--;
     return err;
 }
@@ -524,12 +659,29 @@ BM_API void bm_get_stats(bm_map *m, bm_stats *out)
     struct stats_walk w = {out, m->ctx.elem_size};
     for (uint32_t i = 0; i < m->nbuckets; i++) {
         struct bkt *b = &m->buckets[i];
-        if (bm_load_rlx(&b->state)) {
+        /* `unloaded` first: once it reads 0 the state is published, so no bucket is counted twice. */
+        bool unloaded = bm_load_acq(&b->unloaded) != 0;
+        if (unloaded || bm_load_rlx(&b->state)) {
             out->buckets_allocated++;
             for (unsigned c = 0; c < BKT_NCLASS; c++)
                 out->data_cells_used += bm_load_rlx(&b->used[c]);
         }
-        bkt_for_each_file(b, stats_file, &w);
+        if (!unloaded) {
+            bkt_for_each_file(b, stats_file, &w);
+            continue;
+        }
+        /* Not opened yet: the manifest's records say what its files are. */
+        out->buckets_unloaded++;
+        const struct manifest_rec *r = m->lazy_recs + m->lazy_first[i];
+        for (unsigned j = 0; j < m->lazy_n[i]; j++) {
+            out->files++;
+            if (r[j].kind == MANIFEST_KIND_INDEX) {
+                out->index_bytes += IDX_HEADER_BYTES + r[j].ncells * sizeof(struct bkt_entry);
+                out->index_capacity += r[j].ncells;
+            } else {
+                out->data_bytes += DATA_HEADER_BYTES + r[j].ncells * m->ctx.data_cell_size[r[j].kind - 1];
+            }
+        }
     }
     out->entries = bm_count(m);
     out->index_grows = bm_load_rlx(&m->ctr.index_grows);
@@ -548,4 +700,5 @@ BM_API void bm_get_stats(bm_map *m, bm_stats *out)
     out->recovered_cells_freed = bm_load_rlx(&m->ctr.recovered_cells_freed);
     out->buckets_scrubbed = bm_load_rlx(&m->ctr.buckets_scrubbed);
     out->scrub_ns = bm_load_rlx(&m->ctr.scrub_ns);
+    out->bucket_load_errors = bm_load_rlx(&m->load_errors);
 }

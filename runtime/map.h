@@ -22,7 +22,8 @@ struct bm_map {
     struct bkt_ctx ctx;
     struct bkt_counters ctr;
     struct stor_drives *drives;
-    struct stor_ring ring;   /* persistent maps only */
+    struct stor_ring ring;   /* persistent maps only, created by the first checkpoint that syncs (ring_ready) */
+    bool ring_ready, ring_fault_eio; /* ring_fault_eio: test hook, applied when the ring is created */
     int *dir_fds;            /* persistent maps: one per drive, synced by every flush */
     uint64_t flushes, flush_ns, files_flushed; /* atomics */
     /* checkpoints (checkpoint.c; ckpt_lock) */
@@ -34,6 +35,18 @@ struct bm_map {
     uint64_t manifest_epoch, manifest_len, manifest_sum, manifest_recs_sum;
     uint32_t manifest_nfiles;
     uint64_t boot_id; /* this boot's (recovery.c); 0 when unknown */
+    uint64_t committed_count; /* entries the newest commit record holds */
+    /* atomic: 0 from a clean open until the first write, which commits an unclean record first
+     * (checkpoint_arm); until then the clean record describes the map and checkpoints have nothing to do. */
+    uint32_t armed;
+    /* Lazy loading (recovery.c): a clean open's manifest records, sorted by bucket then kind; bucket i's
+     * are lazy_n[i] records from lazy_first[i] (its index first). Immutable after the open. */
+    struct manifest_rec *lazy_recs;
+    uint32_t *lazy_first;
+    uint8_t *lazy_n;
+    pthread_mutex_t lazy_lock; /* guards load_err */
+    char load_err[512];        /* the last failed bucket load's reason, naming the file */
+    uint64_t load_errors;
     uint32_t flush_interval_ms; /* background checkpoints, on the maintenance thread (ctx.defer) */
     uint64_t trim_grows;        /* grows counted at the last housekeeping tick (map.c trim_tick) */
 };
@@ -62,6 +75,19 @@ int checkpoint_close(bm_map *m);
  * not closed cleanly (or salvage is set), commits, and removes files no commit needs. errbuf gets a
  * description naming the file on failure. */
 int recovery_open(bm_map *m, const char *restart_path, bool salvage, char *errbuf, size_t errlen);
+/* Opens and checks the files of a bucket a clean open left unloaded (recovery.c), under its lock; 0 when
+ * it is (or meanwhile was) loaded. Outside read-side sections. BM_EMISSING, BM_ECORRUPT, BM_EVERSION,
+ * -ENOMEM, another negated errno, or BM_EBUSY (this thread holds another bucket lock, in a bm_update
+ * callback, and this one is taken); errbuf (may be NULL) and m->load_err get the reason naming the file. */
+int recovery_load_bucket(bm_map *m, struct bkt *b, char *errbuf, size_t errlen);
+static inline int map_load(bm_map *m, struct bkt *b)
+{
+    return __builtin_expect(__atomic_load_n(&b->unloaded, __ATOMIC_ACQUIRE), 0) ? recovery_load_bucket(m, b, NULL, 0)
+                                                                                 : 0;
+}
+/* Before a persistent map's first write since a clean open: commits an unclean record (checkpoint.c). 0,
+ * BM_EBUSY (inside a bm_update callback while a checkpoint runs), or an I/O error (sticky). */
+int checkpoint_arm(bm_map *m);
 /* Makes the map's maintenance thread also checkpoint every flush_interval_ms. 0 or -errno. */
 int map_flusher_start(bm_map *m);
 /* Whether this thread is inside a bm_update or bm_read callback (of any map). */

@@ -2,7 +2,17 @@
  * recovery.c — opening a persistent map again: the files of the newest commit, repaired when needed.
  *
  * Steps (no other thread uses the map yet):
+ *   0. One listing of every drive (a manifest of another map in drive 0 refuses the open).
  *   1. Read the newest valid commit record (restart.h) and the manifest it names.
+ *      After a clean close (and without salvage) the open ends here (open_lazy): the manifest is checked
+ *      against the map and the listing (every named file present), the counts come from it, and nothing is
+ *      opened, mapped or written. Each bucket's files go through step 2's checks, plus each file's stamp
+ *      and count against its manifest record, when a call first touches the bucket
+ *      (recovery_load_bucket, under the bucket lock); a failure there is that call's error and leaves the
+ *      bucket unloaded (a later touch tries again; nothing is deleted). The first write commits an
+ *      unclean record before it stores anything (checkpoint_arm). So a clean open costs O(1) file
+ *      operations plus one listing per drive, whatever the map's size.
+ *      Otherwise (unclean or salvage) every step below runs at open.
  *   2. Open exactly the files the manifest names and check each one's identity (size, magic, generation,
  *      bucket, class). A missing file is BM_EMISSING, a damaged one BM_ECORRUPT, both naming the file;
  *      nothing is deleted. BM_F_SALVAGE opens anyway without what could not be used and scrubs everything.
@@ -58,8 +68,10 @@ static int fail(struct rcv *r, int err, const char *fmt, ...)
 
 /* ---- step 2: one file of the manifest ---- */
 
-/* closed: after a clean close, the epoch every file must carry (0: no check). */
-static int open_listed(struct rcv *r, const struct manifest_rec *mr, uint64_t closed, struct stor_file **out)
+/* Opens the file mr names and checks its identity. stamped: the commit was a clean close, so the file must
+ * carry the stamp and count its record holds (a stale copy put back carries another stamp; a header count
+ * that disagrees is damage). */
+static int open_listed(struct rcv *r, const struct manifest_rec *mr, bool stamped, struct stor_file **out)
 {
     bm_map *m = r->m;
     struct bkt_ctx *ctx = &m->ctx;
@@ -80,6 +92,7 @@ static int open_listed(struct rcv *r, const struct manifest_rec *mr, uint64_t cl
     if (err)
         return fail(r, err, "%s/%s: cannot open: %s", dir, name, bm_strerror(err));
     const char *why = NULL;
+    uint64_t stamp, count;
     if (is_index) {
         const struct idx_header *h = stor_header(f);
         if (h->magic != IDX_MAGIC)
@@ -90,6 +103,8 @@ static int open_listed(struct rcv *r, const struct manifest_rec *mr, uint64_t cl
             why = "generation or bucket differ from the checkpoint's";
         else if (h->capacity != f->ncells || f->ncells != mr->ncells || h->elem_size != ctx->elem_size)
             why = "capacity or element size differ from the checkpoint's";
+        stamp = h->closed;
+        count = h->count;
     } else {
         const struct data_header *h = stor_header(f);
         if (h->magic != DATA_MAGIC)
@@ -99,11 +114,16 @@ static int open_listed(struct rcv *r, const struct manifest_rec *mr, uint64_t cl
         else if (h->pow2 > MAX_DATA_POW2 || (1ull << h->pow2) != f->ncells || f->ncells != mr->ncells ||
                  h->elem_size != ctx->elem_size)
             why = "size differs from the checkpoint's";
+        stamp = h->closed;
+        count = h->used;
     }
-    uint64_t stamp = is_index ? ((const struct idx_header *)stor_header(f))->closed
-                              : ((const struct data_header *)stor_header(f))->closed;
-    if (!why && closed && stamp != closed)
+    if (!why && stamped && stamp != mr->stamp)
         why = "a stale copy: not the version the clean close synced";
+    if (!why && stamped && count != mr->count) {
+        stor_file_destroy(f, false);
+        return fail(r, BM_ECORRUPT, "%s/%s: holds %llu %s, the last checkpoint %llu", dir, name,
+                    (unsigned long long)count, is_index ? "entries" : "used cells", (unsigned long long)mr->count);
+    }
     if (why) {
         stor_file_destroy(f, false);
         return fail(r, err ? err : BM_ECORRUPT, "%s/%s: %s", dir, name, why);
@@ -111,6 +131,8 @@ static int open_listed(struct rcv *r, const struct manifest_rec *mr, uint64_t cl
     f->created = true; /* a file of this map: it may be recycled or removed like one we made */
     f->seq = mr->seq;
     f->epoch = 0; /* named by a checkpoint: pinned once replaced */
+    f->stamp = mr->stamp;
+    f->stamp_count = mr->count;
     *out = f;
     return 0;
 }
@@ -221,9 +243,9 @@ static int adopt(struct bkt *b, struct stor_file *index, struct stor_file *data[
         st->data_pow2[c] = (uint8_t)((const struct data_header *)stor_header(data[c]))->pow2;
     }
     st->owner = b;
-    b->state = st;
     b->movable = mov;
     b->all_movable = false; /* everything in it is what the checkpoint holds */
+    rcu_glue_assign(b->state, st); /* a lazily loaded bucket may have readers already */
     return 0;
 }
 
@@ -449,26 +471,6 @@ static uint64_t max_seq_in_drives(bm_map *m)
     return max;
 }
 
-/* The checkpoint manifest in drive 0 of a map with another prefix, if any (then the restart file is not the
- * one of the map these drives hold: open must not take their files for an empty map, nor touch them). */
-static bool foreign_manifest(bm_map *m, char *name, size_t len)
-{
-    DIR *dir = opendir(m->drives->dirs[0]);
-    if (!dir)
-        return false;
-    struct dirent *de;
-    bool found = false;
-    while (!found && (de = readdir(dir))) {
-        struct parsed_name p;
-        if (restart_parse_name(de->d_name, &p) && p.kind < 0 && strcmp(p.prefix, m->drives->prefix) != 0) {
-            snprintf(name, len, "%s", de->d_name);
-            found = true;
-        }
-    }
-    closedir(dir);
-    return found;
-}
-
 /* Salvage without a usable commit record: the largest manifest epoch of this map in drive 0, so that the
  * salvage's commit goes past every manifest name in use. */
 static uint64_t max_manifest_epoch(bm_map *m)
@@ -488,6 +490,251 @@ static uint64_t max_manifest_epoch(bm_map *m)
     return max;
 }
 
+/* ---- a clean open: the commit record and the manifest, files on first touch ---- */
+
+/* One listing of every drive: this map's file names (with their type, for a cheap check that each file
+ * the checkpoint names is there), the largest name sequence, and a manifest of another map in drive 0. */
+struct lname {
+    char *name;
+    uint32_t drive;
+    unsigned char type; /* dirent d_type */
+    bool keep;          /* named by the commit */
+};
+
+struct listing {
+    struct lname *v;
+    size_t n, cap;
+    uint64_t max_seq;
+    char foreign[256];
+};
+
+static int cmp_lname(const void *a, const void *b)
+{
+    const struct lname *x = a, *y = b;
+    if (x->drive != y->drive)
+        return x->drive < y->drive ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+static void listing_free(struct listing *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        bm_free(l->v[i].name);
+    bm_free(l->v);
+    memset(l, 0, sizeof(*l));
+}
+
+static int list_drives(struct rcv *r, struct listing *l)
+{
+    bm_map *m = r->m;
+    memset(l, 0, sizeof(*l));
+    for (uint32_t d = 0; d < m->drives->n; d++) {
+        DIR *dir = opendir(m->drives->dirs[d]);
+        if (!dir)
+            return fail(r, -errno, "%s: cannot list: %s", m->drives->dirs[d], bm_strerror(-errno));
+        struct dirent *de;
+        int err = 0;
+        while (!err && (de = readdir(dir))) {
+            struct parsed_name p;
+            if (!restart_parse_name(de->d_name, &p))
+                continue;
+            if (strcmp(p.prefix, m->drives->prefix) != 0) {
+                if (d == 0 && p.kind < 0 && !l->foreign[0])
+                    snprintf(l->foreign, sizeof(l->foreign), "%s", de->d_name);
+                continue;
+            }
+            if (p.kind >= 0 && p.seq + 1 > l->max_seq)
+                l->max_seq = p.seq + 1;
+            if (l->n == l->cap) {
+                size_t cap = l->cap ? 2 * l->cap : 256;
+                struct lname *v = bm_realloc(l->v, cap * sizeof(*v));
+                if (!v) {
+                    err = -ENOMEM;
+                    break;
+                }
+                l->v = v;
+                l->cap = cap;
+            }
+            struct lname *e = &l->v[l->n];
+            if (!(e->name = bm_strdup(de->d_name))) {
+                err = -ENOMEM;
+                break;
+            }
+            e->drive = d;
+            e->type = de->d_type;
+            e->keep = false;
+            l->n++;
+        }
+        closedir(dir);
+        if (err)
+            return err;
+    }
+    if (l->n)
+        qsort(l->v, l->n, sizeof(*l->v), cmp_lname);
+    return 0;
+}
+
+static struct lname *listing_find(struct listing *l, uint32_t drive, const char *name)
+{
+    struct lname key = {(char *)name, drive, 0, false};
+    return l->n ? bsearch(&key, l->v, l->n, sizeof(*l->v), cmp_lname) : NULL;
+}
+
+static int cmp_rec(const void *a, const void *b)
+{
+    const struct manifest_rec *x = a, *y = b;
+    if (x->bucket != y->bucket)
+        return x->bucket < y->bucket ? -1 : 1;
+    return x->kind < y->kind ? -1 : x->kind > y->kind;
+}
+
+/*
+ * After a clean close: the commit record and its manifest are the whole state. Nothing is opened or mapped
+ * here; each bucket is loaded when first touched (recovery_load_bucket). What is checked now, cheaply:
+ * the manifest against the map (ranges, duplicates, the entry counts against the commit's) and, from one
+ * listing per drive, that every file it names is there as a regular file (BM_EMISSING / BM_ECORRUPT
+ * naming it). Headers, sizes, stamps and counts are checked at first touch. No commit is written: the clean
+ * record describes the state until the first write, which commits an unclean one first (checkpoint_arm).
+ * Files of this map no commit names (a spare or an old manifest a close was cut short before removing) are
+ * removed, as the unclean path does after its commit: the clean record proves no later state needs them.
+ * Takes ownership of recs.
+ */
+static int open_lazy(struct rcv *r, const struct commit_rec *rec, struct manifest_rec *recs, uint32_t n,
+                     struct listing *l)
+{
+    bm_map *m = r->m;
+    int err = 0;
+    char mname[96];
+    manifest_name(m->drives->prefix, rec->manifest_epoch, mname, sizeof(mname));
+    /* The checkpoint writes records in this order already; sorting makes the grouping a checked fact. */
+    if (n)
+        qsort(recs, n, sizeof(*recs), cmp_rec);
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < n && !err; i++) {
+        const struct manifest_rec *mr = &recs[i];
+        bool first_of_bucket = i == 0 || recs[i - 1].bucket != mr->bucket;
+        if (mr->bucket >= m->nbuckets || mr->kind > BKT_NCLASS || mr->drive >= m->drives->n ||
+            first_of_bucket != (mr->kind == MANIFEST_KIND_INDEX) || (!first_of_bucket && recs[i - 1].kind == mr->kind))
+            err = fail(r, BM_ECORRUPT, "%s/%s: entry %u is inconsistent with this map", m->drives->dirs[0], mname, i);
+        else if (mr->kind == MANIFEST_KIND_INDEX)
+            total += mr->count;
+    }
+    if (!err && total != rec->count)
+        err = fail(r, BM_ECORRUPT, "%s/%s: its index files hold %llu entries, the commit record %llu",
+                   m->drives->dirs[0], mname, (unsigned long long)total, (unsigned long long)rec->count);
+    char name[96];
+    for (uint32_t i = 0; i < n && !err; i++) {
+        const struct manifest_rec *mr = &recs[i];
+        restart_file_name(m->drives->prefix, mr->bucket, mr->kind, mr->seq, name, sizeof(name));
+        struct lname *e = listing_find(l, mr->drive, name);
+        if (!e)
+            err = fail(r, BM_EMISSING, "%s/%s: missing (the last checkpoint names it; is the drive mounted?)",
+                       m->drives->dirs[mr->drive], name);
+        else if (e->type != DT_REG && e->type != DT_UNKNOWN)
+            err = fail(r, BM_ECORRUPT, "%s/%s: not a regular file of the expected size", m->drives->dirs[mr->drive],
+                       name);
+        else
+            e->keep = true;
+    }
+    if (!err && !(m->lazy_first = bm_calloc(m->nbuckets, sizeof(*m->lazy_first))))
+        err = -ENOMEM;
+    if (!err && !(m->lazy_n = bm_calloc(m->nbuckets, sizeof(*m->lazy_n))))
+        err = -ENOMEM;
+    if (err) {
+        bm_free(recs);
+        return err;
+    }
+    m->lazy_recs = recs;
+    for (uint32_t i = 0; i < n; i++) {
+        const struct manifest_rec *mr = &recs[i];
+        struct bkt *b = &m->buckets[mr->bucket];
+        if (mr->kind == MANIFEST_KIND_INDEX) {
+            m->lazy_first[mr->bucket] = i;
+            b->unloaded = 1;
+            b->count = mr->count; /* exact after a clean close: bm_count needs no file */
+        } else {
+            b->used[mr->kind - 1] = mr->count;
+        }
+        m->lazy_n[mr->bucket]++;
+    }
+    /* Step 4's bookkeeping, without the commit. The first checkpoint after the first write (checkpoint_arm
+     * takes epoch rec->epoch + 1) cuts the buckets from rec->epoch + 2. */
+    struct bkt_ctx *ctx = &m->ctx;
+    uint64_t max_gen = 0;
+    for (uint32_t i = 0; i < n; i++)
+        max_gen = recs[i].gen + 1 > max_gen ? recs[i].gen + 1 : max_gen;
+    m->drives->name_seq = l->max_seq > rec->name_seq ? l->max_seq : rec->name_seq;
+    ctx->next_gen = max_gen > rec->next_gen ? max_gen : rec->next_gen;
+    m->committed_epoch = rec->epoch;
+    m->committed_count = rec->count;
+    m->epoch = rec->epoch + 1;
+    m->manifest_epoch = rec->manifest_epoch;
+    m->manifest_len = rec->manifest_len;
+    m->manifest_sum = rec->manifest_sum;
+    m->manifest_nfiles = n;
+    m->manifest_recs_sum = n ? manifest_recs_sum(recs, n) : 0;
+    for (uint32_t i = 0; i < m->nbuckets; i++)
+        m->buckets[i].epoch = rec->epoch + 2;
+    m->boot_id = current_boot_id();
+    /* Leftovers: only now, when nothing can refuse the open any more. */
+    uint64_t removed = 0;
+    char path[4200];
+    for (size_t i = 0; i < l->n; i++) {
+        struct lname *e = &l->v[i];
+        if (e->keep || (e->drive == 0 && rec->manifest_epoch && !strcmp(e->name, mname)))
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", m->drives->dirs[e->drive], e->name);
+        if (unlink(path) == 0)
+            removed++;
+    }
+    bm_add_rlx(&ctx->ctr->orphan_files_removed, removed);
+    return 0;
+}
+
+int recovery_load_bucket(bm_map *m, struct bkt *b, char *errbuf, size_t errlen)
+{
+    char msg[512] = "";
+    struct rcv r = {m, false, msg, sizeof(msg)};
+    int err = bkt_lock(b);
+    if (err)
+        return err;
+    if (!bm_load_rlx(&b->unloaded)) { /* another thread loaded it while we waited for the lock */
+        bkt_unlock(b);
+        return 0;
+    }
+    struct stor_file *row[1 + BKT_NCLASS] = {0};
+    const struct manifest_rec *mr = m->lazy_recs + m->lazy_first[b->ix];
+    for (unsigned i = 0; i < m->lazy_n[b->ix] && !err; i++)
+        err = open_listed(&r, &mr[i], true, &row[mr[i].kind]);
+    if (!err) {
+        struct idx_header *h = stor_header(row[0]);
+        if (h->undo.armed) {
+            err = fail(&r, BM_ECORRUPT, "%s: undo record armed after a clean close", row[0]->path);
+        } else {
+            if (h->max_disp >= row[0]->ncells)
+                h->max_disp = row[0]->ncells - 1;
+            err = adopt(b, row[0], row + 1); /* publishes the state: readers may use it from here */
+        }
+    }
+    if (err) {
+        for (unsigned k = 0; k <= BKT_NCLASS; k++)
+            stor_file_destroy(row[k], false); /* nothing is deleted: a later touch tries again */
+    } else {
+        publish_counts(b);
+        bm_store_rel(&b->unloaded, 0); /* after the state: bkt_lookup relies on this order */
+    }
+    bkt_unlock(b);
+    if (err) {
+        pthread_mutex_lock(&m->lazy_lock);
+        snprintf(m->load_err, sizeof(m->load_err), "%s", msg[0] ? msg : bm_strerror(err));
+        m->load_errors++;
+        pthread_mutex_unlock(&m->lazy_lock);
+        if (errbuf && errlen)
+            snprintf(errbuf, errlen, "%s", msg[0] ? msg : bm_strerror(err));
+    }
+    return err;
+}
+
 static int recover(bm_map *m, const char *restart_path, bool salvage, char *errbuf, size_t errlen)
 {
     struct rcv r = {m, salvage, errbuf, errlen};
@@ -496,16 +743,21 @@ static int recover(bm_map *m, const char *restart_path, bool salvage, char *errb
     if (fd < 0)
         return fail(&r, fd, "%s: cannot open: %s", restart_path, bm_strerror(fd));
     m->restart_fd = fd;
-    char foreign[256];
-    if (foreign_manifest(m, foreign, sizeof(foreign)))
-        return fail(&r, BM_ECORRUPT, "%s belongs to another map: %s/%s is the checkpoint of a map with another "
-                    "file prefix than %s's (%s)", restart_path, m->drives->dirs[0], foreign, restart_path,
-                    m->drives->prefix);
+    struct listing l;
+    int err = list_drives(&r, &l);
+    if (!err && l.foreign[0])
+        err = fail(&r, BM_ECORRUPT, "%s belongs to another map: %s/%s is the checkpoint of a map with another "
+                   "file prefix than %s's (%s)", restart_path, m->drives->dirs[0], l.foreign, restart_path,
+                   m->drives->prefix);
+    if (err) {
+        listing_free(&l);
+        return err;
+    }
     /* Salvage: without a usable commit record or manifest, each bucket's newest complete files found in the
      * drives are taken instead (and scrubbed, as everything under salvage). */
     bool scan_drives = false;
     struct commit_rec rec;
-    int err = restart_read_commit(fd, &rec);
+    err = restart_read_commit(fd, &rec);
     if (err && salvage && err != -ENOMEM) {
         fail(&r, 0, "%s: no valid commit record: salvaging the files found in the drives", restart_path);
         memset(&rec, 0, sizeof(rec));
@@ -513,8 +765,10 @@ static int recover(bm_map *m, const char *restart_path, bool salvage, char *errb
         scan_drives = true;
         err = 0;
     }
-    if (err)
+    if (err) {
+        listing_free(&l);
         return fail(&r, err, "%s: no valid commit record (both slots damaged)", restart_path);
+    }
     struct manifest_rec *recs = NULL;
     uint32_t n = 0;
     if (rec.manifest_epoch) {
@@ -526,12 +780,22 @@ static int recover(bm_map *m, const char *restart_path, bool salvage, char *errb
             fail(&r, code, "%s/%s: %s", m->drives->dirs[0], name,
                  err == -ENOENT ? "missing (the last checkpoint names it; is the drive mounted?)"
                                 : "damaged checkpoint manifest");
-            if (!salvage || err == -ENOMEM)
+            if (!salvage || err == -ENOMEM) {
+                listing_free(&l);
                 return code;
+            }
             scan_drives = true;
             err = 0;
         }
     }
+    if (rec.clean && !salvage && !scan_drives) {
+        err = open_lazy(&r, &rec, recs, n, &l);
+        listing_free(&l);
+        return err;
+    }
+    listing_free(&l);
+    /* Unclean or salvage: every file now, repaired, then a commit (the map is armed from here). */
+    bm_store_rel(&m->armed, 1);
     /* Step 2: every listed file, into a per-bucket table. */
     size_t rows = (size_t)m->nbuckets * (1 + BKT_NCLASS);
     struct stor_file **files = bm_calloc(rows, sizeof(*files));
@@ -548,7 +812,7 @@ static int recover(bm_map *m, const char *restart_path, bool salvage, char *errb
             break;
         }
         struct stor_file *f;
-        err = open_listed(&r, mr, rec.clean ? rec.epoch : 0, &f);
+        err = open_listed(&r, mr, rec.clean, &f);
         if (err && salvage && err != -ENOMEM && err != -EMFILE && err != -ENFILE) {
             err = 0;
             force[mr->bucket] = true; /* without the file: what refers to it is dropped by the scrub */
@@ -604,6 +868,7 @@ static int recover(bm_map *m, const char *restart_path, bool salvage, char *errb
     m->drives->name_seq = seq > rec.name_seq ? seq : rec.name_seq;
     ctx->next_gen = max_gen > rec.next_gen ? max_gen : rec.next_gen;
     m->committed_epoch = rec.epoch;
+    m->committed_count = rec.count;
     m->epoch = rec.epoch + 1;
     m->manifest_epoch = rec.manifest_epoch;
     m->manifest_len = rec.manifest_len;

@@ -13,8 +13,11 @@
  * the record it replaces; open takes the valid record with the highest epoch.
  *
  * Manifest "<prefix>-manifest-<epoch>.bm" in drive 0: every file the checkpoint's state consists of
- * (bucket, kind, drive, name sequence, build generation, cells). Written and synced before the commit
- * record that names it; immutable afterwards; removed once a later commit names another one.
+ * (bucket, kind, drive, name sequence, build generation, cells, and the file's stamp: the clean-close
+ * epoch its header carries and its entry / used-cell count as of that stamp). Written and synced before
+ * the commit record that names it; immutable afterwards; removed once a later commit names another one.
+ * A clean open reads only the commit record and the manifest; each bucket's files are opened when the
+ * bucket is first touched and checked against their record then (recovery.c).
  */
 #ifndef BM_RESTART_H
 #define BM_RESTART_H
@@ -22,7 +25,8 @@
 #include "bucketmap.h"
 #include "runtime/bucket.h"
 
-#define RESTART_FORMAT 2u
+/* 3: manifest records carry each file's clean-close stamp and count (lazy bucket loading, recovery.c). */
+#define RESTART_FORMAT 3u
 #define RESTART_FILE_BYTES (3 * 4096)
 
 struct restart_ident {
@@ -55,7 +59,14 @@ struct manifest_rec {
     uint64_t seq;
     uint64_t gen;
     uint64_t ncells;
+    /* The stamp: the epoch of the clean close that last wrote the file's header `closed` field, and the
+     * file's count then (index: entries; data: used cells). A file is restamped only at a clean close after
+     * it was written, so a file whose header differs from its record is a stale copy (recovery.c); and
+     * after a clean close the counts are exact, so bm_count needs no file opened. 0/0: never stamped. */
+    uint64_t stamp;
+    uint64_t count;
 };
+_Static_assert(sizeof(struct manifest_rec) == 56, "manifest record layout");
 
 /* Reads and checks the identity. 0, -ENOENT (missing), BM_ECORRUPT, BM_EVERSION, or another negated errno. */
 int restart_read(const char *path, struct restart_ident *id, uint32_t *format);

@@ -234,6 +234,8 @@ int stor_file_recycle(struct stor_file *f, uint64_t ncells, unsigned flags)
     f->ncells = ncells;
     f->map_len = len;
     __atomic_store_n(&f->dirty, 0, __ATOMIC_RELAXED);
+    f->stamp = f->stamp_count = 0; /* a new file: its zeroed header carries no stamp */
+    f->restamp = false;
     return map_fd(f, flags);
 }
 
@@ -276,6 +278,8 @@ int stor_file_regrow(struct stor_file *f, uint64_t ncells, unsigned flags)
     f->ncells = ncells;
     f->map_len = len;
     __atomic_store_n(&f->dirty, 0, __ATOMIC_RELAXED);
+    f->stamp = f->stamp_count = 0; /* a new file, as after stor_file_recycle: no stamp in its header */
+    f->restamp = false;
     return 0;
 }
 

@@ -33,6 +33,9 @@ struct stor_file {
     uint32_t dirty;         /* atomic: written since the last checkpoint picked it up */
     uint64_t epoch;         /* the owner's: checkpoint epoch the current contents were built in */
     uint64_t seq;           /* the owner's: sequence number in the file name */
+    uint64_t stamp;         /* the owner's: clean-close epoch in the header, as the manifest records it */
+    uint64_t stamp_count;   /* the owner's: the count the manifest records with that stamp */
+    bool restamp;           /* the owner's: written since stamped (checkpoint lock) */
     char *path;
     char *name;             /* path's last component (what the restart file records) */
 };

@@ -746,6 +746,118 @@ START_TEST(t_nested_updates_opposite_order)
 }
 END_TEST
 
+/* First touches after a clean reopen (runtime/recovery.c): every bucket starts unloaded and readers, a
+ * writer, a bm_foreach walker and a stats/count poller all start at once on one barrier, so several threads
+ * race to load the same buckets. Values: key i holds one element, i * 3 + version, refcount 1; in round
+ * `round` the writer moves the keys with i % 4 == round from version 0 to 1. Under TSan this checks that a
+ * loaded state is published before `unloaded` is cleared and that loads and cuts serialize on the lock. */
+enum { LZ_KEYS = 4000, LZ_BUCKETS = 16, LZ_ROUNDS = 3 };
+
+struct lazy_run {
+    bm_map *m;
+    int round;
+    pthread_barrier_t start;
+    atomic_int failed;
+    atomic_int written[LZ_KEYS];
+};
+
+static void *lazy_reader(void *arg)
+{
+    struct lazy_run *r = arg;
+    pthread_barrier_wait(&r->start);
+    tu_rng rng = {(uint64_t)(uintptr_t)&rng};
+    for (int n = 0; n < 2 * LZ_KEYS; n++) {
+        uint64_t i = tu_below(&rng, LZ_KEYS), v = 0, rc = 0;
+        bm_key k = tu_key(i);
+        uint32_t cnt = 0;
+        int was = atomic_load(&r->written[i]);
+        int err = bm_get(r->m, &k, &v, 1, &cnt, &rc);
+        if (err || cnt != 1 || rc != 1 || (v != i * 3 && !((int)(i % 4) <= r->round && v == i * 3 + 1)) ||
+            (was && v != i * 3 + 1))
+            atomic_store(&r->failed, 1);
+    }
+    return NULL;
+}
+
+static void *lazy_writer(void *arg)
+{
+    struct lazy_run *r = arg;
+    pthread_barrier_wait(&r->start);
+    for (uint64_t i = (uint64_t)r->round; i < LZ_KEYS; i += 4) {
+        uint64_t v = i * 3 + 1;
+        bm_key k = tu_key(i);
+        if (bm_insert(r->m, &k, &v, 1, 1))
+            atomic_store(&r->failed, 1);
+        atomic_store(&r->written[i], 1);
+    }
+    return NULL;
+}
+
+static int lazy_count_fn(const bm_key *k, const bm_value *v, void *ctx)
+{
+    (void)k;
+    (void)v;
+    (*(uint64_t *)ctx)++;
+    return 0;
+}
+
+static void *lazy_walker(void *arg)
+{
+    struct lazy_run *r = arg;
+    pthread_barrier_wait(&r->start);
+    uint64_t seen = 0;
+    if (bm_foreach(r->m, lazy_count_fn, &seen) || seen != LZ_KEYS)
+        atomic_store(&r->failed, 1);
+    for (int n = 0; n < 50; n++) {
+        bm_stats st;
+        bm_get_stats(r->m, &st);
+        if (bm_count(r->m) != LZ_KEYS || st.entries != LZ_KEYS || st.buckets_allocated != LZ_BUCKETS)
+            atomic_store(&r->failed, 1);
+    }
+    return NULL;
+}
+
+START_TEST(t_lazy_first_touch)
+{
+    char dir[PATH_MAX], rp[PATH_MAX + 16];
+    tu_mkdtemp(dir, "lazy");
+    snprintf(rp, sizeof(rp), "%s/restart", dir);
+    const char *drives[] = {dir};
+    bm_config cfg = {.elem_size = 8, .max_buckets = LZ_BUCKETS, .drives = drives, .n_drives = 1, .restart_path = rp};
+    bm_map *m = tu_open_cfg(&cfg);
+    for (uint64_t i = 0; i < LZ_KEYS; i++) {
+        uint64_t v = i * 3;
+        bm_key k = tu_key(i);
+        TU_OK(bm_insert(m, &k, &v, 1, 1));
+    }
+    bm_close(m);
+    static struct lazy_run r;
+    for (int round = 0; round < LZ_ROUNDS; round++) {
+        r.m = tu_open_cfg(&cfg);
+        r.round = round;
+        bm_stats st;
+        bm_get_stats(r.m, &st);
+        ck_assert_uint_eq(st.buckets_unloaded, LZ_BUCKETS);
+        atomic_store(&r.failed, 0);
+        pthread_barrier_init(&r.start, NULL, 5);
+        pthread_t th[5];
+        for (int t = 0; t < 3; t++)
+            pthread_create(&th[t], NULL, lazy_reader, &r);
+        pthread_create(&th[3], NULL, lazy_writer, &r);
+        pthread_create(&th[4], NULL, lazy_walker, &r);
+        for (int t = 0; t < 5; t++)
+            pthread_join(th[t], NULL);
+        pthread_barrier_destroy(&r.start);
+        ck_assert_msg(!atomic_load(&r.failed), "round %d: a thread saw a wrong value or count", round);
+        bm_verify_report rep;
+        TU_OK(bm_verify(r.m, &rep));
+        ck_assert_uint_eq(rep.entries, LZ_KEYS);
+        bm_close(r.m);
+    }
+    tu_rmrf(dir);
+}
+END_TEST
+
 int main(void)
 {
     base_seed = tu_seed();
@@ -756,6 +868,7 @@ int main(void)
     tcase_set_timeout(tc, TU_TIMEOUT);
     tcase_add_loop_test(tc, t_concurrent, 0, (int)(sizeof cfgs / sizeof cfgs[0]));
     tcase_add_test(tc, t_nested_updates_opposite_order);
+    tcase_add_test(tc, t_lazy_first_touch);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

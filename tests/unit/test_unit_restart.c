@@ -121,7 +121,7 @@ END_TEST
 
 START_TEST(t_manifest_round_trip)
 {
-    struct manifest_rec recs[3] = {{0, 0, 0, 0, 7, 70, 64}, {0, 3, 1, 0, 8, 71, 32}, {5, 0, 1, 0, 9, 72, 128}};
+    struct manifest_rec recs[3] = {{0, 0, 0, 0, 7, 70, 64, 5, 10}, {0, 3, 1, 0, 8, 71, 32, 0, 0}, {5, 0, 1, 0, 9, 72, 128, 5, 3}};
     struct commit_rec c = {.manifest_epoch = 12};
     ck_assert_int_eq(manifest_write(dir, ident.prefix, 12, recs, 3, &c.manifest_len, &c.manifest_sum), 0);
     struct manifest_rec *got;
