@@ -34,11 +34,17 @@ static size_t page_up(size_t n) { return (n + STOR_PAGE - 1) / STOR_PAGE * STOR_
  * grow that follows. And under a hypervisor that builds its own page tables lazily the first access of
  * each page still traps even after the guest's fault: the touch pays that here, on whichever thread
  * prepares the file (usually the maintenance thread), not on the writer's. The file is unpublished: no
- * reader sees the stores, which write back what is there. */
+ * reader sees the stores, which write back what is there. Only after the kernel populated every page. */
 static void populate(uint8_t *p, size_t len)
 {
-    if (len && madvise(p, len, MADV_POPULATE_WRITE) != 0)
+    if (!len)
+        return;
+    if (madvise(p, len, MADV_POPULATE_WRITE) != 0) {
+        /* Old kernel, or the pages could not be had (a sparse file on a full disk): touching them now
+         * could raise SIGBUS where the writer's stores would have; leave it to them. */
         (void)madvise(p, len, MADV_WILLNEED);
+        return;
+    }
     for (size_t off = 0; off < len; off += STOR_PAGE) {
         volatile uint8_t *q = p + off;
         *q = *q;
