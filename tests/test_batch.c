@@ -246,39 +246,10 @@ END_TEST
 
 /* ---- a damaged entry: that key alone is BM_ECORRUPT ---- */
 
-/* Flips a bit of byte `at` of the single copy of pat in the *.bm files of dir (the open map sees it at once:
- * its mappings are shared with the page cache that pwrite changes). Returns the copies found. */
+/* Flips a bit of byte `at` of the single copy of pat in the *.bm files of dir. Returns the copies found. */
 static int flip_in_dir(const char *dir, const void *pat, size_t len, size_t at)
 {
-    int found = 0;
-    DIR *d = opendir(dir);
-    ck_assert_ptr_nonnull(d);
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        size_t nl = strlen(de->d_name);
-        if (nl < 4 || strcmp(de->d_name + nl - 3, ".bm"))
-            continue;
-        char path[PATH_MAX + 256];
-        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-        int fd = open(path, O_RDWR);
-        ck_assert_int_ge(fd, 0);
-        struct stat sb;
-        ck_assert_int_eq(fstat(fd, &sb), 0);
-        uint8_t *buf = tu_xmalloc((size_t)sb.st_size + 1);
-        ck_assert_int_eq(pread(fd, buf, (size_t)sb.st_size, 0), sb.st_size);
-        for (off_t o = 0; o + (off_t)len <= sb.st_size; o++) {
-            if (memcmp(buf + o, pat, len))
-                continue;
-            if (!found++) {
-                uint8_t b = buf[o + (off_t)at] ^ 0x10;
-                ck_assert_int_eq(pwrite(fd, &b, 1, o + (off_t)at), 1);
-            }
-        }
-        free(buf);
-        close(fd);
-    }
-    closedir(d);
-    return found;
+    return tu_flip_in_bm_files(&dir, 1, pat, len, at);
 }
 
 /* _i = 0: the victim's one element inline in its entry; 1: three elements in a data cell. */

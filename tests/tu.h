@@ -346,6 +346,44 @@ static inline bool tu_file_is(const char *path, const char *content)
 }
 
 /* Check's timeouts assume an optimized build; sanitizers make everything several times slower. */
+/* Flips one bit of byte `at` of the first copy of pat found in the *.bm files of dirs[0..ndirs) (an open
+ * map sees it at once: its mappings share the page cache pwrite changes). Returns the copies found: a test
+ * needs exactly one, or it cannot tell which copy the map uses. */
+static inline int tu_flip_in_bm_files(const char *const *dirs, int ndirs, const void *pat, size_t len, size_t at)
+{
+    int found = 0;
+    for (int d = 0; d < ndirs; d++) {
+        DIR *dir = opendir(dirs[d]);
+        ck_assert_ptr_nonnull(dir);
+        struct dirent *de;
+        while ((de = readdir(dir))) {
+            size_t nl = strlen(de->d_name);
+            if (nl < 4 || strcmp(de->d_name + nl - 3, ".bm"))
+                continue;
+            char path[PATH_MAX + 256];
+            snprintf(path, sizeof path, "%s/%s", dirs[d], de->d_name);
+            int fd = open(path, O_RDWR);
+            ck_assert_int_ge(fd, 0);
+            struct stat sb;
+            ck_assert_int_eq(fstat(fd, &sb), 0);
+            uint8_t *buf = tu_xmalloc((size_t)sb.st_size + 1);
+            ck_assert_int_eq(pread(fd, buf, (size_t)sb.st_size, 0), sb.st_size);
+            for (off_t o = 0; o + (off_t)len <= sb.st_size; o++) {
+                if (memcmp(buf + o, pat, len))
+                    continue;
+                if (!found++) {
+                    uint8_t b = buf[o + (off_t)at] ^ 0x10;
+                    ck_assert_int_eq(pwrite(fd, &b, 1, o + (off_t)at), 1);
+                }
+            }
+            free(buf);
+            close(fd);
+        }
+        closedir(dir);
+    }
+    return found;
+}
+
 #define TU_TIMEOUT 240
 
 #endif /* BM_TESTS_TU_H */

@@ -9,6 +9,7 @@
  *     it) repairs the map: bm_verify is clean again.
  */
 #include "persist_util.h"
+#include "../tu.h"
 
 #include <dirent.h>
 
@@ -36,38 +37,8 @@ static void fill(uint32_t n_victim)
  * copies found (the test needs exactly one, or it cannot tell which copy the map uses). */
 static int flip_in_files(const void *pat, size_t len, size_t at)
 {
-    int found = 0;
-    for (int d = 0; d < 2; d++) {
-        DIR *dir = opendir(pu_d[d]);
-        ck_assert_ptr_nonnull(dir);
-        struct dirent *de;
-        while ((de = readdir(dir))) {
-            size_t nl = strlen(de->d_name);
-            if (nl < 4 || strcmp(de->d_name + nl - 3, ".bm"))
-                continue;
-            char path[512];
-            snprintf(path, sizeof(path), "%s/%s", pu_d[d], de->d_name);
-            int fd = open(path, O_RDWR);
-            ck_assert_int_ge(fd, 0);
-            struct stat st;
-            ck_assert_int_eq(fstat(fd, &st), 0);
-            uint8_t *buf = malloc((size_t)st.st_size + 1);
-            ck_assert_ptr_nonnull(buf);
-            ck_assert_int_eq(pread(fd, buf, (size_t)st.st_size, 0), st.st_size);
-            for (off_t o = 0; o + (off_t)len <= st.st_size; o++) {
-                if (memcmp(buf + o, pat, len))
-                    continue;
-                if (!found++) {
-                    uint8_t b = buf[o + (off_t)at] ^ 0x10;
-                    ck_assert_int_eq(pwrite(fd, &b, 1, o + (off_t)at), 1);
-                }
-            }
-            free(buf);
-            close(fd);
-        }
-        closedir(dir);
-    }
-    return found;
+    const char *const dirs[2] = {pu_d[0], pu_d[1]};
+    return tu_flip_in_bm_files(dirs, 2, pat, len, at);
 }
 
 static void damage(uint32_t n_victim)
