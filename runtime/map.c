@@ -392,26 +392,18 @@ static inline int check_read(const bm_map *m, const bm_key *k)
     return 0;
 }
 
-/* A read found its bucket not loaded yet (its first touch since a clean open): load it (outside any
- * read-side section, under the bucket's lock) and read again. Kept out of line so that the readers' hit
- * path is the same as before lazy loading. */
-static __attribute__((noinline, cold)) int load_key_bucket(bm_map *m, const bm_key *k)
-{
-    uint64_t kw[4];
-    key_words(k->bytes, kw);
-    return recovery_load_bucket(m, map_bucket_for(m, kw), NULL, 0);
-}
-
 BM_API int bm_read(bm_map *m, const bm_key *k, bm_read_fn fn, void *ctx);
 
-/* kw, not the caller's key: the key's words are already on bm_get's stack, so the hit path keeps no extra
- * register alive for this (key_words is a plain copy, so the key is its words' bytes). */
+/* A get found its bucket not loaded yet (its first touch since a clean open): load it (map_load: outside
+ * any read-side section, under the bucket's lock) and read again. Out of line, so the hit path is what it
+ * was before lazy loading; it takes kw, not the caller's key: the words are already on bm_get's stack, so
+ * the hit path keeps no extra register alive (key_words is a plain copy: the key is its words' bytes). */
 static __attribute__((noinline, cold)) int get_after_load(bm_map *m, const uint64_t kw[4], void *out, uint32_t cap,
                                                           uint32_t *n, uint64_t *refcount)
 {
     bm_key k;
     memcpy(k.bytes, kw, BM_KEY_LEN);
-    int err = load_key_bucket(m, &k);
+    int err = map_load(m, map_bucket_for(m, kw));
     return err ? err : bm_get(m, &k, out, cap, n, refcount);
 }
 
@@ -479,7 +471,7 @@ BM_API int bm_read(bm_map *m, const bm_key *k, bm_read_fn fn, void *ctx)
         tls_read_depth--;
     }
     bkt_read_end(b);
-    if (bm_unlikely(err == BKT_UNLOADED) && !(err = load_key_bucket(m, k)))
+    if (bm_unlikely(err == BKT_UNLOADED) && !(err = map_load(m, b)))
         return bm_read(m, k, fn, ctx);
     return err;
 }
