@@ -115,10 +115,12 @@ static size_t run_group(bm_map *m, const bm_key *keys, size_t base, size_t g, vo
         key_words(keys[base + i].bytes, q[i].k);
         q[i].b = map_bucket_for(m, q[i].k);
         q[i].retries = 0;
-        /* Outside the read section: a bucket a clean open left unloaded is loaded here (map.h). */
-        q[i].load_err = map_load(m, q[i].b);
         __builtin_prefetch(&q[i].b->state);
     }
+    /* Outside the read section, once their lines are on the way: a bucket a clean open left unloaded is
+     * loaded here (map.h; `unloaded` shares the line of `state`). */
+    for (size_t i = 0; i < g; i++)
+        q[i].load_err = map_load(m, q[i].b);
     rcu_glue_read_lock();
     for (size_t i = 0; i < g; i++) { /* B */
         q[i].st = q[i].load_err ? NULL : rcu_glue_deref(q[i].b->state);
