@@ -109,12 +109,7 @@ void grow_keep_spare(struct bkt *b, unsigned slot, struct stor_file *f)
     bool prepared = false;
     if (next && bm_add_rlx(&b->ctx->spare_bytes, len) + len <= budget) {
         /* Regrown where it is mapped, the file's pages stay mapped: only the tail is new (stor_file.h). */
-        int err = stor_file_regrow(f, next, flags);
-        if (err == -EAGAIN) {
-            stor_file_unmap(f);
-            err = stor_file_recycle(f, next, flags);
-        }
-        prepared = err == 0;
+        prepared = stor_file_recycle(f, next, flags) == 0;
         if (!prepared)
             bm_sub_rlx(&b->ctx->spare_bytes, len);
     } else if (next) {
@@ -227,12 +222,9 @@ static int new_file(struct bkt *b, unsigned slot, uint32_t header, uint32_t cell
     int err = 0;
     if (f && f->base && f->ncells == ncells && f->cell_size == cell)
         goto got; /* prepared ahead by grow_keep_spare: zeroed, sized, mapped */
-    if (f && f->base && f->cell_size == cell && stor_file_regrow(f, ncells, flags) == 0)
-        goto got; /* prepared for another size: still mapped, so regrown where it is */
     if (f) {
-        stor_file_unmap(f);
         if (f->cell_size == cell && stor_file_recycle(f, ncells, flags) == 0)
-            goto got;
+            goto got; /* prepared for another size, or emptied: regrown in place when still mapped */
         stor_file_destroy(f, true);
     }
     char name[96], tag[32];

@@ -226,6 +226,12 @@ int stor_file_recycle(struct stor_file *f, uint64_t ncells, unsigned flags)
 {
     if (ncells == 0 || ncells > (SIZE_MAX - f->header_bytes) / f->cell_size)
         return -EFBIG;
+    if (f->base) {
+        int err = stor_file_regrow(f, ncells, flags); /* where it is mapped, when it fits */
+        if (err != -EAGAIN)
+            return err;
+        stor_file_unmap(f);
+    }
     size_t len = f->header_bytes + (size_t)ncells * f->cell_size;
     /* Zeroing by converting extents to unwritten writes no data; where unsupported (tmpfs), truncate. */
     int err = 0;

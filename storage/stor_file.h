@@ -62,9 +62,10 @@ void stor_file_destroy(struct stor_file *f, bool unlink_it);
 /* Drops the mapping but keeps the file and its fd, for stor_file_recycle. */
 void stor_file_unmap(struct stor_file *f);
 
-/* Turns an unmapped file into a fresh, zeroed one of ncells cells and maps it: much cheaper than creating
- * and unlinking a file per grow (no inode or directory updates). Returns 0 or a negated errno; on error the
- * file is left unmapped. */
+/* Turns a file into a fresh, zeroed one of ncells cells, mapped: much cheaper than creating and unlinking a
+ * file per grow (no inode or directory updates). A file still mapped is regrown where it is when it fits
+ * its reservation (stor_file_regrow), else unmapped and remapped. Returns 0 or a negated errno; on error
+ * the file may be left unmapped. */
 int stor_file_recycle(struct stor_file *f, uint64_t ncells, unsigned flags);
 
 /* Regrows (or shrinks) a still-mapped file in place to ncells cells, zeroed: the tail is mapped into the
